@@ -1,0 +1,1 @@
+"""AIPROD core package."""

@@ -1,0 +1,1 @@
+"""AIPROD pipelines package."""

@@ -1,0 +1,1 @@
+"""AIPROD trainer package."""

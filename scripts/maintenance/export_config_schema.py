@@ -1,0 +1,64 @@
+# /// script
+# requires-python = ">=3.11"
+# dependencies = ["aiprod-core"]
+# ///
+"""Regenerate config/AIPROD.schema.json from the configuration models (or check it).
+
+`--check` exits 1 when the committed schema differs from the models, without writing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiprod_core.config import ConfigError, find_config_dir, schema_text
+from aiprod_core.config.schema import SCHEMA_FILE
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so readers never see a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-dir", type=Path, help="default: config/ of the repository")
+    parser.add_argument("--check", action="store_true", help="only report whether it is current")
+    args = parser.parse_args(argv)
+    try:
+        config_dir = args.config_dir or find_config_dir(environ={})
+    except ConfigError as exc:
+        print(f"error: {exc}")
+        return 2
+    target = config_dir / SCHEMA_FILE
+    expected = schema_text()
+    current = target.read_text(encoding="utf-8") if target.is_file() else None
+    if args.check:
+        if current == expected:
+            print(f"{target} is up to date")
+            return 0
+        print(f"{target} is out of date; run `nox -s maintenance -- export_config_schema`")
+        return 1
+    if current == expected:
+        print(f"{target} already up to date")
+        return 0
+    write_atomic(target, expected)
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
