@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -109,7 +110,7 @@ def test_export_schema_failed_write_keeps_the_old_file(
     def fail(fd: int) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(export_schema.os, "fsync", fail)
+    monkeypatch.setattr(os, "fsync", fail)
     with pytest.raises(OSError, match="disk full"):
         export_schema.main(["--config-dir", str(config_copy)])
     assert schema.read_text() == "old\n"

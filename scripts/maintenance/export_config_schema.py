@@ -10,27 +10,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from aiprod_core.atomic import atomic_write_text
 from aiprod_core.config import ConfigError, find_config_dir, schema_text
 from aiprod_core.config.schema import SCHEMA_FILE
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so readers never see a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if current == expected:
         print(f"{target} already up to date")
         return 0
-    write_atomic(target, expected)
+    atomic_write_text(target, expected)
     print(f"wrote {target}")
     return 0
 

@@ -47,7 +47,9 @@ def script_dependencies(path: Path) -> list[str]:
     match = PEP723.search(path.read_text(encoding="utf-8"))
     if match is None:
         return []
-    body = "\n".join(line.removeprefix("#").removeprefix(" ") for line in match.group(1).splitlines())
+    body = "\n".join(
+        line.removeprefix("#").removeprefix(" ") for line in match.group(1).splitlines()
+    )
     return list(tomllib.loads(body).get("dependencies", []))
 
 
