@@ -179,7 +179,9 @@ def inputs_digest(args: Iterable[str], files: Iterable[Path], trees: Iterable[Pa
         digest.update(b"file\0" + str(path).encode() + b"\0")
         digest.update(path.read_bytes() if path.is_file() else b"<missing>")
     for tree in trees:
-        for path in sorted(p for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        for path in sorted(
+            p for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        ):
             digest.update(b"tree\0" + str(path.relative_to(tree)).encode() + b"\0")
             digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -200,7 +202,9 @@ def install_inputs(local: list[Path]) -> tuple[list[Path], list[Path]]:
     return files, [path / "src" for path in local]
 
 
-def install(session: nox.Session, requirements: Iterable[str], extra_files: Iterable[Path] = ()) -> None:
+def install(
+    session: nox.Session, requirements: Iterable[str], extra_files: Iterable[Path] = ()
+) -> None:
     """Install requirements (workspace packages as local, non-editable copies) once.
 
     Reinstalls only when the requirements, the constraints, a pyproject.toml or the
@@ -216,7 +220,9 @@ def install(session: nox.Session, requirements: Iterable[str], extra_files: Iter
         return
     session.install("-c", str(CONSTRAINTS), *args)
     if local:
-        names = [nox.project.load_toml(path / "pyproject.toml")["project"]["name"] for path in local]
+        names = [
+            nox.project.load_toml(path / "pyproject.toml")["project"]["name"] for path in local
+        ]
         if session.venv_backend == "uv":
             reinstall = [flag for name in names for flag in ("--reinstall-package", name)]
         else:
@@ -258,7 +264,11 @@ def host_cuda_python(candidates: Iterable[str] = ("python3", "python")) -> str |
     probe = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
     for name in candidates:
         path = shutil.which(name)
-        if path and subprocess.run([path, "-c", probe], capture_output=True, check=False).returncode == 0:
+        if (
+            path
+            and subprocess.run([path, "-c", probe], capture_output=True, check=False).returncode
+            == 0
+        ):
             return path
     return None
 
@@ -278,13 +288,17 @@ def script_environment(
     """
     skip = {normalize(name) for name in exclude}
     requirements = [
-        r for r in script_metadata(script).get("dependencies", []) if requirement_name(r) not in skip
+        r
+        for r in script_metadata(script).get("dependencies", [])
+        if requirement_name(r) not in skip
     ]
     local, external = split_requirements(requirements)
     env_dir = ROOT / ".nox" / f"script-{script.parent.name}-{script.stem}"
     files, trees = install_inputs(local)
     digest = inputs_digest(
-        [str(system_site_packages), python or "", *map(str, local), *external], [*files, script], trees
+        [str(system_site_packages), python or "", *map(str, local), *external],
+        [*files, script],
+        trees,
     )
     bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
     env_python = bin_dir / "python"
@@ -294,7 +308,9 @@ def script_environment(
     base = python or sys.executable
     site = ["--system-site-packages"] if system_site_packages else []
     if uv:
-        session.run(uv, "venv", "--clear", "--quiet", "--python", base, *site, str(env_dir), external=True)
+        session.run(
+            uv, "venv", "--clear", "--quiet", "--python", base, *site, str(env_dir), external=True
+        )
         pip = [uv, "pip", "install", "--python", str(env_python)]
     else:
         session.run(base, "-m", "venv", "--clear", *site, str(env_dir), external=True)
@@ -365,7 +381,10 @@ def coverage(session: nox.Session) -> None:
     env = {"COVERAGE_FILE": str(ROOT / ".coverage")}
     session.run("coverage", "combine", "--keep", "--quiet", *data, env=env)
     print("\nper-package coverage (percent):")
-    for target, folder in [*((t, f"packages/{t}/*") for t in workspace_packages()), ("tooling", "scripts/*")]:
+    for target, folder in [
+        *((t, f"packages/{t}/*") for t in workspace_packages()),
+        ("tooling", "scripts/*"),
+    ]:
         total = session.run(
             "coverage", "report", f"--include={folder}", "--format=total", env=env, silent=True
         )
@@ -378,14 +397,20 @@ def coverage(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """Run every pre-commit hook (ruff, formatting, file checks, config validation)."""
-    install(session, nox.project.dependency_groups(PYPROJECT, "lint"), [ROOT / ".pre-commit-config.yaml"])
+    install(
+        session,
+        nox.project.dependency_groups(PYPROJECT, "lint"),
+        [ROOT / ".pre-commit-config.yaml"],
+    )
     session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure", *session.posargs)
 
 
 @nox.session(venv_backend="none", default=False)
 def clean(session: nox.Session) -> None:
     """Remove what tools generate (caches, coverage, builds); `-- --all` also .nox/."""
-    session.run(sys.executable, str(SCRIPTS / "maintenance" / "clean.py"), *session.posargs, external=True)
+    session.run(
+        sys.executable, str(SCRIPTS / "maintenance" / "clean.py"), *session.posargs, external=True
+    )
 
 
 @nox.session(venv_backend="none", default=False)

@@ -43,7 +43,9 @@ def test_index_lists_exactly_the_scripts_with_their_descriptions() -> None:
     files = {f"{p.parent.name}/{p.name}": first_docstring_line(p) for p in all_scripts()}
     assert sorted(rows) == sorted(files), "scripts/README.md and scripts/ list different scripts"
     for key, description in files.items():
-        assert rows[key] == description, f"{key}: index says {rows[key]!r}, docstring {description!r}"
+        assert rows[key] == description, (
+            f"{key}: index says {rows[key]!r}, docstring {description!r}"
+        )
 
 
 @pytest.mark.parametrize("path", all_scripts(), ids=lambda p: f"{p.parent.name}/{p.name}")
