@@ -311,7 +311,7 @@ def script_environment(
         session.run(
             uv, "venv", "--clear", "--quiet", "--python", base, *site, str(env_dir), external=True
         )
-        pip = [uv, "pip", "install", "--python", str(env_python)]
+        pip = [uv, "pip", "install", "--quiet", "--python", str(env_python)]
     else:
         session.run(base, "-m", "venv", "--clear", *site, str(env_dir), external=True)
         pip = [str(env_python), "-m", "pip", "install", "--quiet"]
@@ -319,7 +319,8 @@ def script_environment(
     if local or external:
         session.run(*pip, *constraints, *map(str, local), *external, external=True)
         if local:
-            session.run(*pip, "--no-deps", *map(str, local), external=True)
+            reinstall = ["--reinstall"] if uv else ["--force-reinstall"]
+            session.run(*pip, "--no-deps", *reinstall, *map(str, local), external=True)
     write_stamp(env_dir, digest)
     return env_python
 
@@ -348,11 +349,13 @@ forward_find_links(os.environ)
 # --- sessions --------------------------------------------------------------------------------
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 @nox.parametrize("target", list(COVERAGE_MINIMUM), ids=list(COVERAGE_MINIMUM))
 def tests(session: nox.Session, target: str) -> None:
     """Run one package's tests in an environment holding only it, with coverage."""
     test_group = nox.project.dependency_groups(PYPROJECT, "test")
+    if f"test-{target}" in PYPROJECT.get("dependency-groups", {}):
+        test_group = (*test_group, *nox.project.dependency_groups(PYPROJECT, f"test-{target}"))
     if target == "tooling":
         install(session, [*tooling_requirements(), *test_group])
         test_dir, cov = ROOT / "tests", ["--cov=scripts"]

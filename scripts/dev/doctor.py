@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,7 +69,10 @@ def check_python(version_info: Sequence[int]) -> CheckResult:
 def check_torch(import_module: Callable[[str], Any]) -> list[CheckResult]:
     """torch must import; a missing CUDA device is only a note."""
     try:
-        torch = import_module("torch")
+        with warnings.catch_warnings():
+            # torch notes once that numpy is absent; this check does not need numpy.
+            warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+            torch = import_module("torch")
     except ImportError as exc:
         return [
             CheckResult(

@@ -1,17 +1,51 @@
-"""Atomic writes leave the old file or the new one, never a partial file or a temp file."""
+"""Atomic writes leave the old file (or folder) or the new one, never a partial one."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from aiprod_core.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from aiprod_core import atomic
+from aiprod_core.atomic import (
+    atomic_folder,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    temporary_sibling,
+)
 
 
-def leftovers(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.name.startswith(".")]
+class Boom(RuntimeError):
+    """Stands in for any failure in the middle of a write."""
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def is_txt(entry: Path) -> bool:
+    return entry.suffix == ".txt"
+
+
+def disk_full(*args: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+# --- files -------------------------------------------------------------------------------
+
+
+def test_temporary_sibling_is_hidden_unique_and_beside_the_target(tmp_path: Path) -> None:
+    target = tmp_path / "model.safetensors"
+    first, second = temporary_sibling(target), temporary_sibling(target, ".mp4")
+    assert first.parent == second.parent == tmp_path
+    assert first.name.startswith(".model.safetensors.")
+    assert first.name.endswith(".tmp")
+    assert second.name.endswith(".tmp.mp4")
+    assert first.name.removesuffix(".tmp") != second.name.removesuffix(".tmp.mp4")
 
 
 def test_write_text_creates_parents_and_content(tmp_path: Path) -> None:
@@ -19,6 +53,13 @@ def test_write_text_creates_parents_and_content(tmp_path: Path) -> None:
     atomic_write_text(target, "héllo\n")
     assert target.read_bytes() == "héllo\n".encode()
     assert leftovers(target.parent) == []
+
+
+def test_write_text_replaces_the_old_content(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("a much longer previous text")
+    atomic_write_text(target, "short")
+    assert target.read_text() == "short"
 
 
 def test_replacing_keeps_the_mode(tmp_path: Path) -> None:
@@ -50,11 +91,54 @@ def test_failure_keeps_the_previous_file(
         raise OSError(f"{failing} failed")
 
     monkeypatch.setattr(os, failing, fail)
-    with pytest.raises(OSError, match=f"{failing} failed"):
+    with pytest.raises(
+        OSError, match=rf"keep\.txt: cannot move the finished file into place \({failing} failed"
+    ):
         atomic_write_text(target, "next")
     monkeypatch.undo()
     assert target.read_text() == "previous"
     assert leftovers(tmp_path) == []
+
+
+def test_failed_rename_keeps_the_error_type_errno_and_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out.bin"
+    refused = PermissionError(errno.EACCES, "Permission denied")
+
+    def refuse(self: Path, other: Path) -> Path:
+        raise refused
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    with pytest.raises(PermissionError) as caught:
+        atomic_write_bytes(target, b"x")
+    monkeypatch.undo()
+    assert str(caught.value) == (
+        f"cannot write {target}: cannot move the finished file into place "
+        "([Errno 13] Permission denied)"
+    )
+    assert caught.value.errno == errno.EACCES
+    assert caught.value.__cause__ is refused
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_type_that_needs_more_arguments_becomes_a_plain_oserror(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FussyError(OSError):
+        def __init__(self, code: int, text: str, extra: str) -> None:
+            super().__init__(code, text)
+
+    def fail(*args: object) -> None:
+        raise FussyError(errno.EIO, "I/O error", "extra")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match=r"out\.bin: cannot move") as caught:
+        atomic_write_bytes(tmp_path / "out.bin", b"x")
+    monkeypatch.undo()
+    assert type(caught.value) is OSError
+    assert caught.value.errno == errno.EIO
+    assert "cannot move the finished file into place ([Errno 5] I/O error)" in str(caught.value)
 
 
 def test_interrupt_inside_atomic_path(tmp_path: Path) -> None:
@@ -83,9 +167,85 @@ def test_atomic_path_requires_the_writer_to_create_the_file(tmp_path: Path) -> N
         with atomic_path(target):
             return
 
-    with pytest.raises(FileNotFoundError, match="did not create the file"):
+    with pytest.raises(FileNotFoundError, match=r"x\.bin: the writer did not create the file"):
         write_nothing()
     assert not target.exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_path_can_create_an_empty_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with atomic_path(target, create=True) as temp:
+        assert temp.parent == tmp_path
+        assert temp.read_bytes() == b""
+        temp.write_bytes(b"new")
+        assert target.read_bytes() == b"old"
+    assert target.read_bytes() == b"new"
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_path_with_create_leaves_nothing_when_interrupted(tmp_path: Path) -> None:
+    def interrupted() -> None:
+        with atomic_path(tmp_path / "out.bin", create=True) as temp:
+            temp.write_bytes(b"half")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_passes_the_writers_own_errors_through(tmp_path: Path) -> None:
+    def failing_writer() -> None:
+        with atomic_path(tmp_path / "out.bin", create=True):
+            raise OSError(errno.ENOSPC, "encoder ran out of space")
+
+    with pytest.raises(OSError, match=r"^\[Errno 28\] encoder ran out of space$"):
+        failing_writer()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_refuses_a_folder_target(tmp_path: Path) -> None:
+    with (
+        pytest.raises(
+            IsADirectoryError, match=rf"^cannot write {tmp_path}: it is a folder; expected a file"
+        ),
+        atomic_path(tmp_path),
+    ):
+        pytest.fail("the body must not run")
+
+
+def test_atomic_path_reports_a_parent_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("x")
+    with pytest.raises(
+        FileExistsError, match=r"blocker/out\.bin: cannot create its folder \(\[Errno 17\]"
+    ):
+        atomic_write_text(tmp_path / "blocker" / "out.bin", "x")
+    with pytest.raises(
+        NotADirectoryError, match=r"blocker/sub/out\.bin: cannot create its folder \(\[Errno 20\]"
+    ):
+        atomic_write_text(tmp_path / "blocker" / "sub" / "out.bin", "x")
+    assert (tmp_path / "blocker").read_text() == "x"
+
+
+def test_atomic_path_reports_an_unwritable_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(atomic.os, "open", refuse)
+    with (
+        pytest.raises(
+            PermissionError,
+            match=r"out\.bin: cannot create a temporary file beside it \(.*Permission denied",
+        ),
+        atomic_path(tmp_path / "out.bin", create=True),
+    ):
+        pytest.fail("the body must not run")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_folder_fsync_failure_is_tolerated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,3 +260,213 @@ def test_folder_fsync_failure_is_tolerated(tmp_path: Path, monkeypatch: pytest.M
     atomic_write_text(tmp_path / "t.txt", "ok")
     monkeypatch.undo()
     assert (tmp_path / "t.txt").read_text() == "ok"
+
+
+# --- folders -----------------------------------------------------------------------------
+
+
+def write_folder(target: Path, error: BaseException | None = None) -> None:
+    with atomic_folder(target, is_txt) as temp:
+        (temp / "new.txt").write_text("new")
+        if error is not None:
+            raise error
+
+
+def test_atomic_folder_creates_a_new_folder_and_its_parents(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "frames"
+    with atomic_folder(target, is_txt) as temp:
+        assert temp.parent == target.parent
+        assert temp.name.startswith(".frames.")
+        assert list(temp.iterdir()) == []
+        (temp / "a.txt").write_text("a")
+        assert not target.exists()
+    assert [entry.name for entry in target.iterdir()] == ["a.txt"]
+    assert leftovers(target.parent) == []
+
+
+def test_atomic_folder_replaces_a_replaceable_folder(tmp_path: Path) -> None:
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_folder(target, is_txt) as temp:
+        (temp / "new.txt").write_text("new")
+        (temp / "nested").mkdir()
+        (temp / "nested" / "deep.txt").write_text("deep")
+        assert (target / "old.txt").read_text() == "old"
+    assert sorted(entry.name for entry in target.iterdir()) == ["nested", "new.txt"]
+    assert (target / "nested" / "deep.txt").read_text() == "deep"
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_folder_fsyncs_every_file_and_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    monkeypatch.setattr(atomic, "_fsync_file", lambda path: synced.append(path.name))
+    monkeypatch.setattr(atomic, "_fsync_directory", lambda path: synced.append(path.name + "/"))
+    with atomic_folder(tmp_path / "frames", is_txt) as temp:
+        (temp / "sub").mkdir()
+        (temp / "sub" / "b.txt").write_text("b")
+        (temp / "a.txt").write_text("a")
+        os.mkfifo(temp / "pipe")  # neither a file nor a folder: never opened
+    assert sorted(synced[:-2]) == ["a.txt", "b.txt", "sub/"]
+    assert synced[-2].startswith(".frames.")
+    assert synced[-1] == tmp_path.name + "/"
+
+
+def test_atomic_folder_failure_keeps_the_old_folder(tmp_path: Path) -> None:
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(Boom):
+        write_folder(target, Boom())
+    assert [entry.name for entry in target.iterdir()] == ["old.txt"]
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_folder_interrupt_leaves_nothing_when_there_was_no_folder(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        write_folder(tmp_path / "frames", KeyboardInterrupt())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_folder_moves_the_old_folder_back_when_the_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    real_replace = Path.replace
+    calls: list[tuple[str, str]] = []
+
+    def flaky_replace(self: Path, other: Path) -> Path:
+        calls.append((self.name, Path(other).name))
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(self, other)
+
+    monkeypatch.setattr(Path, "replace", flaky_replace)
+    with pytest.raises(OSError, match=r"frames: cannot move") as caught:
+        write_folder(target)
+    monkeypatch.undo()
+    assert str(caught.value) == (
+        f"cannot write {target}: cannot move the finished folder into place "
+        "([Errno 28] No space left on device)"
+    )
+    assert caught.value.errno == errno.ENOSPC
+    assert len(calls) == 3
+    assert calls[0][0] == "frames"
+    assert calls[1] == (calls[1][0], "frames")
+    assert calls[2] == (calls[0][1], "frames")
+    assert (target / "old.txt").read_text() == "old"
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_folder_reports_a_failed_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def write_and_fail_fsync() -> None:
+        with atomic_folder(tmp_path / "frames", is_txt) as temp:
+            (temp / "a.txt").write_text("a")
+            monkeypatch.setattr(os, "fsync", disk_full)
+
+    with pytest.raises(OSError, match=r"frames: cannot move the finished folder into place"):
+        write_and_fail_fsync()
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_folder_succeeds_when_the_old_folder_cannot_be_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    real_rmtree = shutil.rmtree
+
+    def refuse(path: Path, ignore_errors: bool = False) -> None:
+        if not ignore_errors:
+            raise OSError("must be called with ignore_errors")
+
+    monkeypatch.setattr(atomic.shutil, "rmtree", refuse)
+    write_folder(target)
+    monkeypatch.undo()
+    assert [entry.name for entry in target.iterdir()] == ["new.txt"]
+    left = leftovers(tmp_path)
+    assert len(left) == 1
+    assert left[0].endswith(".tmp.old")
+    real_rmtree(tmp_path / left[0])
+
+
+def test_atomic_folder_refuses_a_folder_with_other_files(tmp_path: Path) -> None:
+    target = tmp_path / "frames"
+    target.mkdir()
+    for name in ("keep.me", "a.txt", "z.bin", "b.dat", "c.dat"):
+        (target / name).write_text("precious")
+    with (
+        pytest.raises(
+            FileExistsError,
+            match=(
+                r"frames: the folder already holds files that are not replaceable "
+                r"\(b\.dat, c\.dat, keep\.me\); expected an empty or new folder$"
+            ),
+        ),
+        atomic_folder(target, is_txt),
+    ):
+        pytest.fail("the body must not run")
+    assert (target / "keep.me").read_text() == "precious"
+
+
+def test_atomic_folder_names_the_replaceable_entries(tmp_path: Path) -> None:
+    target = tmp_path / "shots"
+    target.mkdir()
+    (target / "notes.md").write_text("keep")
+    with (
+        pytest.raises(FileExistsError, match=r"shots: .* files that are not frames \(notes\.md\)"),
+        atomic_folder(target, is_txt, replaceable_name="frames"),
+    ):
+        pytest.fail("the body must not run")
+
+
+def test_atomic_folder_refuses_a_file_target(tmp_path: Path) -> None:
+    target = tmp_path / "frames"
+    target.write_text("not a folder")
+    with (
+        pytest.raises(NotADirectoryError, match=r"frames: it is a file; expected a folder path$"),
+        atomic_folder(target, is_txt),
+    ):
+        pytest.fail("the body must not run")
+    assert target.read_text() == "not a folder"
+
+
+def test_atomic_folder_reports_a_parent_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("x")
+    with (
+        pytest.raises(FileExistsError, match=r"blocker/frames: cannot create its folder"),
+        atomic_folder(tmp_path / "blocker" / "frames", is_txt),
+    ):
+        pytest.fail("the body must not run")
+
+
+def test_atomic_folder_reports_an_unwritable_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_mkdir = Path.mkdir
+
+    def refuse_hidden(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name.startswith("."):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", refuse_hidden)
+    with (
+        pytest.raises(
+            PermissionError,
+            match=r"frames: cannot create a temporary folder beside it \(.*Permission denied",
+        ),
+        atomic_folder(tmp_path / "new" / "frames", is_txt),
+    ):
+        pytest.fail("the body must not run")
+    monkeypatch.undo()
+    assert [entry.name for entry in tmp_path.iterdir()] == ["new"]
+    assert list((tmp_path / "new").iterdir()) == []
