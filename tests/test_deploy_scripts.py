@@ -79,7 +79,7 @@ class Sandbox:
             "HOME": str(tmp_path),
             "TMPDIR": str(tmp_path),
             "FAKE_LOG": str(self.log),
-            "AIPROD_NOX": "nox",
+            "NOX_COMMAND": "nox",
         }
         for tool in BASIC_TOOLS:
             found = shutil.which(tool)
@@ -141,9 +141,9 @@ def test_deploy_to_cloud_run_without_gcloud_fails_clearly(sandbox: Sandbox) -> N
 
 def test_deploy_without_nox_fails_clearly(sandbox: Sandbox) -> None:
     sandbox.fake("kubectl")
-    result = sandbox.run("deploy.sh", AIPROD_NOX="no-such-nox --flag")
+    result = sandbox.run("deploy.sh", NOX_COMMAND="no-such-nox --flag")
     assert result.code == 127
-    assert "error: no-such-nox not found; install it or set AIPROD_NOX" in result.err
+    assert "error: no-such-nox not found; install it or set NOX_COMMAND" in result.err
 
 
 def test_deploy_defaults_to_a_server_side_dry_run(sandbox: Sandbox) -> None:
@@ -263,7 +263,7 @@ def test_validate_reports_drift_with_exit_1(sandbox: Sandbox) -> None:
 def test_validate_without_nox(sandbox: Sandbox) -> None:
     result = sandbox.run("validate.sh")
     assert result.code == 127
-    assert "error: nox not found; install it or set AIPROD_NOX" in result.err
+    assert "error: nox not found; install it or set NOX_COMMAND" in result.err
 
 
 # -------------------------------------------------------------------------- rollback.sh

@@ -24,7 +24,7 @@ With --apply the manifests are applied and the rollout is awaited.
   --with-alerts    also apply alerts.yaml (needs the Prometheus Operator CRDs; kubernetes only)
   --apply          act instead of a dry run
 
-Environment: AIPROD_NOX (nox command, default "nox").
+Environment: NOX_COMMAND (nox command, default "nox").
 USAGE
 }
 

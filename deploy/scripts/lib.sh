@@ -1,12 +1,12 @@
 # shellcheck shell=bash
 # Helpers shared by deploy/scripts/*.sh. Sourced by them, not run on its own.
 #
-# AIPROD_NOX: the nox command (default "nox"; may hold words, such as "uvx nox"). The
-# scripts render manifests through `$AIPROD_NOX -s deployment -- render_manifests ...`.
+# NOX_COMMAND: the nox command (default "nox"; may hold words, such as "uvx nox"). The
+# scripts render manifests through `$NOX_COMMAND -s deployment -- render_manifests ...`.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 COMMITTED_DIR="$ROOT/deploy/kubernetes"
-read -r -a NOX <<< "${AIPROD_NOX:-nox}"
+read -r -a NOX <<< "${NOX_COMMAND:-nox}"
 
 # die CODE MESSAGE: print "error: MESSAGE" on stderr and exit with CODE.
 die() {
@@ -23,8 +23,8 @@ require() {
 
 # require_nox: the nox command must exist.
 require_nox() {
-  [[ ${#NOX[@]} -gt 0 ]] || die 2 "AIPROD_NOX is empty; unset it or name the nox command"
-  require "${NOX[0]}" "set AIPROD_NOX to the nox command to use"
+  [[ ${#NOX[@]} -gt 0 ]] || die 2 "NOX_COMMAND is empty; unset it or name the nox command"
+  require "${NOX[0]}" "set NOX_COMMAND to the nox command to use"
 }
 
 # run CMD...: print the command, then run it.

@@ -25,7 +25,7 @@ script moves the served model there from the local models/ folder:
   --models-dir DIR  local models folder (default: models/ of the repository)
   --apply           upload instead of a dry run (needs gcloud)
 
-Environment: AIPROD_NOX (nox command, default "nox"; used for environments other than production).
+Environment: NOX_COMMAND (nox command, default "nox"; used for environments other than production).
 USAGE
 }
 

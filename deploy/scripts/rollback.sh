@@ -19,7 +19,7 @@ target revision (cloud-run) and runs the undo with --dry-run=server; nothing cha
 production reads the committed deploy/kubernetes/ files as they are (a rollback must work
 even when config/ has moved on); other environments are rendered into a temporary folder.
 
-Environment: AIPROD_NOX (nox command, default "nox"; used for environments other than production).
+Environment: NOX_COMMAND (nox command, default "nox"; used for environments other than production).
 USAGE
 }
 

@@ -13,7 +13,7 @@ validates it (Kubernetes schemas, and our models of the Knative and PrometheusRu
 documents) and exits 1, listing the files, when deploy/kubernetes/ differs from the render.
 Needs no cluster and no cloud account. Exit 2: a deployment input is invalid.
 
-Environment: AIPROD_NOX (nox command, default "nox").
+Environment: NOX_COMMAND (nox command, default "nox").
 USAGE
 }
 
