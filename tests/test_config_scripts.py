@@ -39,7 +39,8 @@ def test_validate_config_passes_on_the_repository(
 ) -> None:
     assert validate_config.main(["--config-dir", str(repo_root / "config")]) == 0
     out = capsys.readouterr().out
-    assert "3/3 environments valid" in out
+    assert "4/4 checks passed" in out
+    assert "cloud        ok" in out
     assert "production   ok" in out
 
 
@@ -51,7 +52,7 @@ def test_validate_config_reports_the_broken_environment(
     out = capsys.readouterr().out
     assert "staging      FAILED" in out
     assert "staging.yaml: serving.port: Input should be a valid integer" in out
-    assert "2/3 environments valid" in out
+    assert "3/4 checks passed" in out
 
 
 def test_validate_config_json_and_env_selection(
@@ -61,8 +62,18 @@ def test_validate_config_json_and_env_selection(
     code = validate_config.main(["--config-dir", str(config_copy), "--env", "production", "--json"])
     assert code == 1
     report = json.loads(capsys.readouterr().out)
-    assert list(report["environments"]) == ["production"]
+    assert list(report["environments"]) == ["production", "cloud"]
     assert "invalid JSON at line 1" in report["environments"]["production"]
+
+
+def test_validate_config_reports_bad_cloud_inputs(
+    validate_config: ModuleType, config_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (config_copy / "cloud" / "logging.yaml").write_text("unknown_section: 1\n")
+    assert validate_config.main(["--config-dir", str(config_copy)]) == 1
+    out = capsys.readouterr().out
+    assert "cloud        FAILED" in out
+    assert "logging.yaml: unknown_section" in out
 
 
 def test_validate_config_missing_folder(

@@ -4,7 +4,7 @@
 # ///
 """Load config/ in every environment (or the ones named) and report what is wrong.
 
-Exit status: 0 when every environment loads, 1 when one does not, 2 when the config
+The deployment inputs in config/cloud/ are checked too, as the entry "cloud". Exit status: 0 when every environment loads, 1 when one does not, 2 when the config
 folder itself cannot be found. Used by the pre-commit hook that guards config/.
 """
 
@@ -15,7 +15,13 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiprod_core.config import ConfigError, available_envs, find_config_dir, load_config
+from aiprod_core.config import (
+    ConfigError,
+    available_envs,
+    find_config_dir,
+    load_cloud_config,
+    load_config,
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,6 +57,13 @@ def check(config_dir: Path, envs: Sequence[str]) -> dict[str, str | None]:
             results[env] = str(exc)
         else:
             results[env] = None
+    if (config_dir / "cloud").is_dir():
+        try:
+            load_cloud_config(config_dir)
+        except ConfigError as exc:
+            results["cloud"] = str(exc)
+        else:
+            results["cloud"] = None
     return results
 
 
@@ -75,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("  " + error.replace("\n", "\n  "))
     failed = [env for env, error in results.items() if error is not None]
     if not args.json:
-        print(f"{len(envs) - len(failed)}/{len(envs)} environments valid")
+        print(f"{len(results) - len(failed)}/{len(results)} checks passed")
     return 1 if failed else 0
 
 

@@ -1,5 +1,20 @@
-"""AIPROD configuration: one typed, validated object from config/ and AIPROD_* variables."""
+"""AIPROD configuration: one typed, validated object from config/ and AIPROD_* variables.
 
+The deployment inputs in config/cloud/ load separately, with ``load_cloud_config``.
+"""
+
+from aiprod_core.config.cloud import (
+    CLOUD_FILES,
+    CloudConfig,
+    CloudLoggingConfig,
+    CloudMonitoringConfig,
+    CloudRunConfig,
+    CpuResources,
+    EnvironmentSettings,
+    GpuResources,
+    LogSettings,
+    load_cloud_config,
+)
 from aiprod_core.config.loader import (
     DEFAULT_ENV,
     RESERVED_VARIABLES,
@@ -19,10 +34,19 @@ from aiprod_core.config.schema import json_schema, schema_text
 from aiprod_core.errors import ConfigError
 
 __all__ = [
+    "CLOUD_FILES",
     "DEFAULT_ENV",
     "RESERVED_VARIABLES",
     "AiprodConfig",
+    "CloudConfig",
+    "CloudLoggingConfig",
+    "CloudMonitoringConfig",
+    "CloudRunConfig",
     "ConfigError",
+    "CpuResources",
+    "EnvironmentSettings",
+    "GpuResources",
+    "LogSettings",
     "LoggingConfig",
     "ModelEntry",
     "PathsConfig",
@@ -31,6 +55,7 @@ __all__ = [
     "available_envs",
     "find_config_dir",
     "json_schema",
+    "load_cloud_config",
     "load_config",
     "schema_text",
 ]
