@@ -182,3 +182,32 @@ def test_sessions_are_registered_with_docstrings(noxfile: ModuleType) -> None:
     for name in expected:
         assert registry[name].__doc__, f"session {name} needs a one-line docstring"
     assert noxfile.nox.options.sessions == ["lint", "tests", "coverage"]
+
+
+def test_coverage_by_target(noxfile: ModuleType) -> None:
+    def entry(lines: int, covered: int, branches: int = 0, covered_branches: int = 0) -> dict:
+        return {
+            "summary": {
+                "num_statements": lines,
+                "covered_lines": covered,
+                "num_branches": branches,
+                "covered_branches": covered_branches,
+            }
+        }
+
+    report = {
+        "files": {
+            "packages/aiprod-core/src/aiprod_core/a.py": entry(10, 9, 10, 10),
+            "packages/aiprod-core/src/aiprod_core/b.py": entry(10, 10),
+            "scripts/maintenance/clean.py": entry(4, 1),
+            "conftest.py": entry(5, 0),
+            "packages/aiprod-trainer/src/aiprod_trainer/empty.py": entry(0, 0),
+        }
+    }
+    assert noxfile.coverage_by_target(report) == {
+        "aiprod-core": 29 / 30 * 100,
+        "aiprod-trainer": 100.0,
+        "tooling": 25.0,
+    }
+    assert noxfile.coverage_target("packages/x/src/x/m.py") == "x"
+    assert noxfile.coverage_target("noxfile.py") is None
