@@ -232,6 +232,18 @@ def install(
     write_stamp(env_dir, digest)
 
 
+def local_requirements(local: Iterable[Path], root: Path = ROOT) -> list[str]:
+    """Third-party requirements declared by the given workspace package folders."""
+    members = workspace_packages(root)
+    names = {path: name for name, path in members.items()}
+    requirements: list[str] = []
+    for path in local:
+        for requirement in package_dependencies(names[path], root):
+            if requirement_name(requirement) not in members and requirement not in requirements:
+                requirements.append(requirement)
+    return requirements
+
+
 def tooling_requirements(root: Path = ROOT) -> list[str]:
     """What the root tests/ need: every script's declared dependencies, plus nox."""
     requirements: list[str] = []
@@ -340,11 +352,18 @@ def script_environment(
     else:
         session.run(base, "-m", "venv", "--clear", *site, str(env_dir), external=True)
         pip = [str(env_python), "-m", "pip", "install", "--quiet"]
-    constraints = ["-c", str(CONSTRAINTS)] if not skip else []
-    if local or external:
-        session.run(*pip, *constraints, *map(str, local), *external, external=True)
+    reinstall = ["--reinstall"] if uv else ["--force-reinstall"]
+    if skip:
+        # The host provides these (its CUDA torch): workspace packages go in without their
+        # dependencies, and their other requirements are installed explicitly.
+        external += [r for r in local_requirements(local) if requirement_name(r) not in skip]
+        if external:
+            session.run(*pip, "-c", str(CONSTRAINTS), *dict.fromkeys(external), external=True)
         if local:
-            reinstall = ["--reinstall"] if uv else ["--force-reinstall"]
+            session.run(*pip, "--no-deps", *reinstall, *map(str, local), external=True)
+    elif local or external:
+        session.run(*pip, "-c", str(CONSTRAINTS), *map(str, local), *external, external=True)
+        if local:
             session.run(*pip, "--no-deps", *reinstall, *map(str, local), external=True)
     write_stamp(env_dir, digest)
     return env_python

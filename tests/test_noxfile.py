@@ -211,3 +211,9 @@ def test_coverage_by_target(noxfile: ModuleType) -> None:
     }
     assert noxfile.coverage_target("packages/x/src/x/m.py") == "x"
     assert noxfile.coverage_target("noxfile.py") is None
+
+
+def test_local_requirements_skip_workspace_members(noxfile: ModuleType, tmp_path: Path) -> None:
+    root = make_workspace(tmp_path)
+    local, _ = noxfile.split_requirements(["alpha-tools"], root)
+    assert noxfile.local_requirements(local, root) == ["numpy>=1"]
