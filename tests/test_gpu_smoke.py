@@ -1,4 +1,5 @@
-"""Tests of scripts/testing/gpu_smoke.py: host-independent logic on CPU, the suite on CUDA."""
+"""Tests of scripts/testing/gpu_smoke.py: host-independent logic and the checks on CPU (the
+model check with the tiny preset), the whole suite on CUDA."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from typing import Any
 import pytest
 import torch
 
+from aiprod_core.models import count_parameters, get_preset
+from aiprod_core.transformer import VideoTransformer, forward_flops
+
 CREATED = datetime(2026, 5, 9, 7, 35, 25, tzinfo=UTC)
+TINY_VIDEO = (5, 16, 16)  # tiny preset: latent (3, 4, 4), token grid (3, 2, 2)
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +33,9 @@ def tiny_sizes(smoke: ModuleType) -> Any:
         matmul_throughput=64,
         timing_repeats=2,
         sdpa_shape=(1, 2, 32, 16),
-        block_batch=2,
-        block_seq=16,
-        block_dim=32,
-        block_heads=4,
+        model_preset="tiny",
+        model_batch=2,
+        model_video=TINY_VIDEO,
     )
 
 
@@ -42,35 +46,9 @@ def read_json(path: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------- pure functions
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("NVIDIA H100 80GB HBM3", 989.0),
-        ("NVIDIA H100 PCIe", 756.0),
-        ("NVIDIA H100 NVL", 835.0),
-        ("NVIDIA H200", 989.0),
-        ("NVIDIA A100-SXM4-80GB", 312.0),
-        ("NVIDIA L4", 121.0),
-        ("NVIDIA L40S", 362.0),
-        ("NVIDIA GeForce RTX 4090", 165.0),
-        ("Tesla T4", None),
-        ("NVIDIA L40", None),
-    ],
-)
-def test_peak_lookup_by_device_name(smoke: ModuleType, name: str, expected: float | None) -> None:
-    assert smoke.peak_bf16_tflops(name) == expected
-
-
-def test_peak_override_wins(smoke: ModuleType) -> None:
-    assert smoke.peak_bf16_tflops("Tesla T4", 65.0) == 65.0
-    assert smoke.peak_bf16_tflops("NVIDIA H200", 500.0) == 500.0
-
-
-def test_flop_formulas(smoke: ModuleType) -> None:
+def test_matmul_flop_formula(smoke: ModuleType) -> None:
     assert smoke.matmul_tflops(1000, 1e-3) == pytest.approx(2.0)
     assert smoke.matmul_tflops(8192, 1.0) == pytest.approx(2 * 8192**3 / 1e12)
-    # 8 tokens * (12 * 64 linear MACs + 2 * 4 * 8 attention MACs) * 2 FLOPs per MAC
-    assert smoke.transformer_block_flops(2, 4, 8) == 2 * 8 * (12 * 64 + 64)
 
 
 def test_throughput_against_known_peak(smoke: ModuleType) -> None:
@@ -202,10 +180,17 @@ def test_format_table_lists_checks_and_status(smoke: ModuleType) -> None:
 # ----------------------------------------------------------------- skip decision
 
 
+@pytest.fixture
+def no_aiprod_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiprod_core cannot be imported, as on a host whose python lacks it."""
+    monkeypatch.setitem(sys.modules, "aiprod_core", None)
+    monkeypatch.setitem(sys.modules, "aiprod_core.transformer", None)
+
+
 def test_reason_with_cpu_only_torch(smoke: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", None)
-    assert smoke.cuda_unavailable_reason() == f"torch {torch.__version__} is a CPU-only build"
+    assert smoke.unavailable_reason() == f"torch {torch.__version__} is a CPU-only build"
 
 
 def test_reason_with_cuda_build_but_no_device(
@@ -213,21 +198,43 @@ def test_reason_with_cuda_build_but_no_device(
 ) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", "12.4")
-    reason = smoke.cuda_unavailable_reason()
+    reason = smoke.unavailable_reason()
     assert reason == "torch.cuda.is_available() is False (no driver or no visible device)"
 
 
-def test_no_reason_when_cuda_is_available(
+def test_no_reason_when_cuda_and_aiprod_core_are_available(
     smoke: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert smoke.cuda_unavailable_reason() is None
+    assert smoke.unavailable_reason() is None
+
+
+@pytest.mark.usefixtures("no_aiprod_core")
+def test_reason_without_aiprod_core_on_a_cuda_host(
+    smoke: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    reason = smoke.unavailable_reason()
+    assert reason.startswith("aiprod_core is not importable (")
+    assert "aiprod_core.transformer" in reason
+
+
+@pytest.mark.usefixtures("no_aiprod_core")
+def test_reason_names_every_missing_prerequisite(
+    smoke: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    first, second = smoke.unavailable_reason().split("; ", 1)
+    assert first == f"torch {torch.__version__} is a CPU-only build"
+    assert second.startswith("aiprod_core is not importable (")
 
 
 def test_reason_without_torch(smoke: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
-    reason = smoke.cuda_unavailable_reason()
+    reason = smoke.unavailable_reason()
     assert reason.startswith("torch is not installed (")
+    assert "aiprod_core" not in reason
     assert smoke.host_info()["torch"] is None
 
 
@@ -253,7 +260,7 @@ def test_main_skips_without_cuda(
 ) -> None:
     assert smoke.main(["--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert f"no CUDA device: torch {torch.__version__} is a CPU-only build; skipping" in out
+    assert f"cannot run the checks: torch {torch.__version__} is a CPU-only build; skipping" in out
     assert out.splitlines()[1] == "status: skipped (0 checks, 0 failed)"
     assert "result" not in out  # no table header without checks
     report = read_json(tmp_path / "latest.json")
@@ -274,7 +281,7 @@ def test_main_skips_without_torch(
 ) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
     assert smoke.main(["--output", str(tmp_path)]) == 0
-    assert "no CUDA device: torch is not installed (" in capsys.readouterr().out
+    assert "cannot run the checks: torch is not installed (" in capsys.readouterr().out
     report = read_json(tmp_path / "latest.json")
     assert report["status"] == "skipped"
     assert report["host"]["torch"] is None
@@ -294,12 +301,38 @@ def test_main_require_gpu_fails_without_cuda(
     smoke: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert smoke.main(["--require-gpu", "--output", str(tmp_path)]) == 1
-    assert "no CUDA device:" in capsys.readouterr().out
+    assert "cannot run the checks:" in capsys.readouterr().out
     report = read_json(tmp_path / "latest.json")
     assert report["status"] == "failed"
-    assert [c["name"] for c in report["checks"]] == ["cuda_device"]
+    assert [c["name"] for c in report["checks"]] == ["prerequisites"]
     assert report["checks"][0]["passed"] is False
     assert "CPU-only build" in report["checks"][0]["details"]["error"]
+
+
+@pytest.mark.usefixtures("no_cuda", "no_aiprod_core")
+def test_main_skips_without_aiprod_core(
+    smoke: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert smoke.main(["--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "aiprod_core is not importable (" in out
+    assert out.splitlines()[0].endswith("; skipping")
+    report = read_json(tmp_path / "latest.json")
+    assert report["status"] == "skipped"
+    assert report["checks"] == []
+    assert "aiprod_core is not importable" in report["skip_reason"]
+
+
+@pytest.mark.usefixtures("no_aiprod_core")
+def test_main_require_gpu_fails_without_aiprod_core_on_a_cuda_host(
+    smoke: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(smoke, "run_all_checks", lambda *args: pytest.fail("must not run"))
+    assert smoke.main(["--require-gpu", "--output", str(tmp_path)]) == 1
+    report = read_json(tmp_path / "latest.json")
+    assert report["status"] == "failed"
+    assert report["checks"][0]["details"]["error"].startswith("aiprod_core is not importable")
 
 
 @pytest.mark.usefixtures("no_cuda")
@@ -355,7 +388,7 @@ def test_main_on_a_cuda_host_runs_the_suite(
         seen.update(device=device, options=options)
         return [smoke.make_record("matmul_bf16_throughput", passed, {"fraction": 0.5}, 1.0)]
 
-    monkeypatch.setattr(smoke, "cuda_unavailable_reason", lambda: None)
+    monkeypatch.setattr(smoke, "unavailable_reason", lambda: None)
     monkeypatch.setattr(smoke, "run_all_checks", fake_suite)
     argv = ["--output", str(tmp_path), "--peak-tflops", "500", "--min-matmul-fraction", "0.6"]
     assert smoke.main(argv) == code
@@ -468,6 +501,11 @@ def test_matmul_throughput_check(smoke: ModuleType, tiny_sizes: Any) -> None:
     assert passed is True
     assert details["fraction"] is None
 
+    # without an override the peak comes from aiprod_core's table, by device name
+    passed, details = smoke.check_matmul_throughput("cpu", options, "NVIDIA H100 NVL")
+    assert details["peak_tflops"] == 835.0
+    assert passed is False
+
 
 def test_sdpa_check_on_cpu(smoke: ModuleType) -> None:
     passed, details = smoke.check_sdpa("cpu", (1, 2, 32, 16))
@@ -512,40 +550,88 @@ def test_compile_check_reports_toolchain_failure(
     }
 
 
-def test_transformer_block_forward_backward(smoke: ModuleType) -> None:
-    block = smoke.build_transformer_block(32, 4, "cpu", torch.float32)
-    x = torch.randn(2, 8, 32)
-    out, loss = smoke.block_step(block, x)
-    assert out.shape == (2, 8, 32)
-    assert loss == pytest.approx(float(out.detach().pow(2).mean()), rel=1e-5)
-    grads = [p.grad for p in block.parameters()]
-    assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)
-    assert any(float(g.abs().sum()) > 0 for g in grads)
+def test_default_sizes_run_the_small_preset_on_a_9x16x16_grid(smoke: ModuleType) -> None:
+    sizes = smoke.Sizes()
+    assert (sizes.model_preset, sizes.model_batch, sizes.model_video) == (
+        "small",
+        8,
+        (33, 256, 256),
+    )
+    latent, grid = smoke.latent_grid(get_preset("small"), sizes.model_video)
+    assert latent == (9, 32, 32)
+    assert grid == (9, 16, 16)
 
 
-def test_transformer_block_is_residual(smoke: ModuleType) -> None:
-    block = smoke.build_transformer_block(32, 4, "cpu", torch.float32)
-    with torch.no_grad():
-        block.proj.weight.zero_()
-        block.mlp[2].weight.zero_()
-        block.mlp[2].bias.zero_()
-        x = torch.randn(1, 4, 32)
-        assert torch.equal(block(x), x)
+def test_latent_grid_of_the_tiny_preset(smoke: ModuleType) -> None:
+    assert smoke.latent_grid(get_preset("tiny"), TINY_VIDEO) == ((3, 4, 4), (3, 2, 2))
+    assert smoke.latent_grid(get_preset("tiny"), (1, 8, 24)) == ((1, 2, 6), (1, 1, 3))
 
 
-def test_transformer_block_rejects_uneven_heads(smoke: ModuleType) -> None:
-    with pytest.raises(ValueError, match="dim 30 is not divisible by heads 4"):
-        smoke.build_transformer_block(30, 4, "cpu", torch.float32)
+@pytest.mark.parametrize(
+    ("video", "message"),
+    [
+        ((4, 16, 16), "frames=4 does not fit temporal_compression=2"),
+        ((5, 18, 16), "height=18 is not a positive multiple of spatial_compression=4"),
+        ((5, 16, 12), "latent width 3 is not a multiple of the patch width 2"),
+    ],
+)
+def test_latent_grid_rejects_videos_the_model_cannot_take(
+    smoke: ModuleType, video: tuple[int, int, int], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        smoke.latent_grid(get_preset("tiny"), video)
 
 
-def test_transformer_block_check_on_cpu(smoke: ModuleType, tiny_sizes: Any) -> None:
-    passed, details = smoke.check_transformer_block("cpu", tiny_sizes)
+def test_aiprod_model_check_on_cpu(smoke: ModuleType) -> None:
+    passed, details = smoke.check_aiprod_model("cpu", "tiny", 2, TINY_VIDEO, repeats=2)
     assert passed is True
-    assert (details["batch"], details["seq"], details["dim"]) == (2, 16, 32)
-    assert details["grads_finite"] is True
-    assert details["peak_memory_gib"] is None
-    expected = 3 * smoke.transformer_block_flops(2, 16, 32) / details["step_seconds"] / 1e12
-    assert details["tflops"] == pytest.approx(expected)
+    assert details["preset"] == "tiny"
+    assert details["latent_shape"] == [2, 8, 3, 4, 4]
+    assert details["output_shape"] == details["latent_shape"]
+    assert details["token_grid"] == [3, 2, 2]
+    assert details["tokens"] == 24
+    assert details["output_finite"] is details["shape_ok"] is details["grads_finite"] is True
+    assert details["parameters"] == count_parameters(
+        VideoTransformer(get_preset("tiny").transformer)
+    )
+    assert details["loss"] > 0
+    flops = 3 * forward_flops(get_preset("tiny").transformer, 2, (3, 2, 2), 32)
+    assert flops > 0
+    assert details["tflops"] == pytest.approx(flops / details["step_seconds"] / 1e12)
+    assert details["peak_tflops"] is None
+    assert details["mfu"] is None
+    assert details["peak_memory_gib"] is None  # only measured on CUDA
+
+
+def test_aiprod_model_check_reports_mfu_against_the_peak(smoke: ModuleType) -> None:
+    passed, details = smoke.check_aiprod_model("cpu", "tiny", 1, (1, 8, 8), peak_tflops=1e-6)
+    assert passed is True
+    assert details["tokens"] == 1  # latent (1, 2, 2), one (1, 2, 2) patch
+    assert details["peak_tflops"] == 1e-6
+    assert details["mfu"] == pytest.approx(details["tflops"] / 1e-6)
+
+
+def test_aiprod_model_check_fails_on_non_finite_output(
+    smoke: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Diverging(VideoTransformer):
+        def forward(self, *args: Any) -> torch.Tensor:
+            return super().forward(*args) * float("nan")
+
+    monkeypatch.setattr("aiprod_core.transformer.VideoTransformer", Diverging)
+    passed, details = smoke.check_aiprod_model("cpu", "tiny", 1, (1, 8, 8), repeats=1)
+    assert passed is False
+    assert details["output_finite"] is False
+    assert details["grads_finite"] is False
+    assert details["shape_ok"] is True
+
+
+def test_aiprod_model_check_rejects_a_bad_video(smoke: ModuleType) -> None:
+    record = smoke.run_check(
+        "aiprod_model", lambda: smoke.check_aiprod_model("cpu", "tiny", 1, (2, 8, 8))
+    )
+    assert record["passed"] is False
+    assert record["details"]["error"].startswith("VideoShapeError: video shape 2x8x8: frames=2")
 
 
 def test_run_all_checks_on_cpu(
@@ -562,7 +648,7 @@ def test_run_all_checks_on_cpu(
         "matmul_bf16_throughput",
         "sdpa_fused",
         "torch_compile",
-        "transformer_block",
+        "aiprod_model",
     ]
     assert {r["name"]: r["details"].get("n") for r in records[1:5]} == {
         "matmul_float32": 32,
@@ -570,6 +656,9 @@ def test_run_all_checks_on_cpu(
         "matmul_float16": 32,
         "matmul_bf16_throughput": 64,
     }
+    model = records[-1]["details"]
+    assert (model["preset"], model["batch"], model["token_grid"]) == ("tiny", 2, [3, 2, 2])
+    assert model["mfu"] == pytest.approx(model["tflops"] / 1e-9)
     failed = [r["name"] for r in records if not r["passed"]]
     # CPU builds without a fused attention kernel legitimately fail only the sdpa check.
     assert set(failed) <= {"sdpa_fused"}
@@ -589,6 +678,11 @@ def test_full_suite_on_cuda(
     names = [check["name"] for check in report["checks"]]
     assert len(names) == 8
     assert names[0] == "environment"
-    assert names[-1] == "transformer_block"
+    assert names[-1] == "aiprod_model"
     assert report["checks"][0]["details"]["cuda"] is not None
-    assert report["checks"][-1]["details"]["peak_memory_gib"] > 0
+    model = report["checks"][-1]["details"]
+    assert (model["preset"], model["batch"], model["token_grid"]) == ("small", 8, [9, 16, 16])
+    assert model["tokens"] == 8 * 9 * 16 * 16
+    assert model["grads_finite"] is True
+    assert model["tflops"] > 0
+    assert model["peak_memory_gib"] > 0

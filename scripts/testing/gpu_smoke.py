@@ -1,13 +1,15 @@
 # /// script
 # requires-python = ">=3.11"
-# dependencies = ["torch>=2.4"]
+# dependencies = ["aiprod-core", "torch>=2.4"]
 # ///
 """Smoke-check a CUDA host: versions, matmul correctness and speed, fused attention, compile.
 
 Runs a fixed suite of checks on the first CUDA device and writes a JSON report to
-``<output>/gpu_smoke-<UTC timestamp>.json`` and ``<output>/latest.json``. On a host without
-a CUDA device (or without torch) it reports "skipped" and exits 0, or fails with
-``--require-gpu``. torch is imported inside functions, so the script runs without it.
+``<output>/gpu_smoke-<UTC timestamp>.json`` and ``<output>/latest.json``. The last check
+runs forward and backward of the ``small`` AIPROD transformer in bf16 and reports its
+peak memory and achieved TFLOP/s. On a host without a CUDA device (or without torch or
+aiprod_core) it reports "skipped" and exits 0, or fails with ``--require-gpu``. torch and
+aiprod_core are imported inside functions, so the script runs without them.
 
 Exit status: 0 when every check passed (or skipped), 1 when a check failed.
 """
@@ -19,7 +21,6 @@ import json
 import math
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -30,26 +31,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 DEFAULT_OUTPUT = Path("outputs/gpu_smoke")
 DEFAULT_MIN_MATMUL_FRACTION = 0.3
-
-#: Dense bf16 tensor-core peak in TFLOP/s, by device-name tokens; the first match wins,
-#: so more specific names come first.
-PEAK_BF16_TFLOPS: tuple[tuple[tuple[str, ...], float], ...] = (
-    (("h100", "pcie"), 756.0),
-    (("h100", "nvl"), 835.0),
-    (("h100",), 989.0),
-    (("h200",), 989.0),
-    (("gh200",), 989.0),
-    (("a100",), 312.0),
-    (("l40s",), 362.0),
-    (("l4",), 121.0),
-    (("rtx", "4090"), 165.0),
-    (("a10g",), 70.0),
-)
 
 #: (rtol, atol) per dtype for matmuls whose outputs are about unit scale.
 MATMUL_TOLERANCES: dict[str, tuple[float, float]] = {
@@ -61,6 +48,7 @@ SDPA_TOLERANCE = (2e-2, 2e-2)
 COMPILE_TOLERANCE = (1e-3, 1e-3)
 
 Details = dict[str, Any]
+Grid = tuple[int, int, int]
 CheckOutcome = tuple[bool, Details]
 
 
@@ -72,10 +60,9 @@ class Sizes:
     matmul_throughput: int = 8192
     timing_repeats: int = 10
     sdpa_shape: tuple[int, int, int, int] = (4, 16, 2048, 128)  # batch, heads, seq, head dim
-    block_batch: int = 4
-    block_seq: int = 4096
-    block_dim: int = 2048
-    block_heads: int = 16
+    model_preset: str = "small"
+    model_batch: int = 8
+    model_video: Grid = (33, 256, 256)  # frames, height, width
 
 
 @dataclass(frozen=True)
@@ -90,39 +77,28 @@ class SmokeOptions:
 # ----------------------------------------------------------------- host-independent logic
 
 
-def cuda_unavailable_reason() -> str | None:
-    """Why no CUDA device can be used here, or None when one can."""
+def unavailable_reason() -> str | None:
+    """Why the checks cannot run here (no torch, no CUDA device, no aiprod_core), or None."""
     try:
         import torch
     except ImportError as exc:
         return f"torch is not installed ({exc})"
+    reasons = []
     if not torch.cuda.is_available():
         if torch.version.cuda is None:
-            return f"torch {torch.__version__} is a CPU-only build"
-        return "torch.cuda.is_available() is False (no driver or no visible device)"
-    return None
-
-
-def peak_bf16_tflops(device_name: str, override: float | None = None) -> float | None:
-    """The device's dense bf16 peak: ``override`` if given, else the table, else None."""
-    if override is not None:
-        return override
-    tokens = set(re.split(r"[^a-z0-9]+", device_name.lower()))
-    for pattern, peak in PEAK_BF16_TFLOPS:
-        if all(token in tokens for token in pattern):
-            return peak
-    return None
+            reasons.append(f"torch {torch.__version__} is a CPU-only build")
+        else:
+            reasons.append("torch.cuda.is_available() is False (no driver or no visible device)")
+    try:
+        import_module("aiprod_core.transformer")
+    except ImportError as exc:
+        reasons.append(f"aiprod_core is not importable ({exc})")
+    return "; ".join(reasons) or None
 
 
 def matmul_tflops(n: int, seconds: float) -> float:
     """TFLOP/s of one n x n x n matmul (2 n^3 floating-point operations) taking ``seconds``."""
     return 2.0 * n**3 / seconds / 1e12
-
-
-def transformer_block_flops(batch: int, seq: int, dim: int) -> float:
-    """Forward FLOPs of a pre-norm block: 12 d^2 MACs per token in linears, 2 S d in attention."""
-    tokens = batch * seq
-    return 2.0 * tokens * (12 * dim * dim + 2 * seq * dim)
 
 
 def evaluate_throughput(tflops: float, peak: float | None, min_fraction: float) -> CheckOutcome:
@@ -380,6 +356,8 @@ def check_matmul_throughput(device: Any, options: SmokeOptions, device_name: str
     """bf16 n^3 matmul TFLOP/s (median of timed runs) as a fraction of the device's peak."""
     import torch
 
+    from aiprod_core.hardware import peak_bf16_tflops
+
     n = options.sizes.matmul_throughput
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
@@ -426,15 +404,14 @@ def check_sdpa(device: Any, shape: tuple[int, int, int, int]) -> CheckOutcome:
 
 
 @cache
-def _module_classes() -> tuple[type, type]:
-    """The nn.Module classes, created on first use so the script imports without torch."""
+def _small_mlp_class() -> type:
+    """The module the compile check compiles, created on first use (the script runs without
+    torch): norm, two linears, GELU."""
     import torch
     import torch.nn.functional as F
     from torch import nn
 
     class SmallMLP(nn.Module):
-        """The module the compile check compiles: norm, two linears, GELU."""
-
         def __init__(self, dim: int) -> None:
             super().__init__()
             self.norm = nn.LayerNorm(dim)
@@ -444,38 +421,15 @@ def _module_classes() -> tuple[type, type]:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x + self.down(F.gelu(self.up(self.norm(x))))
 
-    class TransformerBlock(nn.Module):
-        """Pre-norm block: x + attention(norm(x)), then x + MLP(norm(x))."""
-
-        def __init__(self, dim: int, heads: int) -> None:
-            super().__init__()
-            self.heads = heads
-            self.attn_norm = nn.LayerNorm(dim)
-            self.qkv = nn.Linear(dim, 3 * dim, bias=False)
-            self.proj = nn.Linear(dim, dim, bias=False)
-            self.mlp_norm = nn.LayerNorm(dim)
-            self.mlp = nn.Sequential(
-                nn.Linear(dim, 4 * dim), nn.GELU(approximate="tanh"), nn.Linear(4 * dim, dim)
-            )
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            batch, seq, dim = x.shape
-            qkv = self.qkv(self.attn_norm(x)).view(batch, seq, 3, self.heads, dim // self.heads)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)
-            attended = F.scaled_dot_product_attention(q, k, v)
-            x = x + self.proj(attended.transpose(1, 2).reshape(batch, seq, dim))
-            return x + self.mlp(self.mlp_norm(x))
-
-    return SmallMLP, TransformerBlock
+    return SmallMLP
 
 
 def check_compile(device: Any, dim: int = 256, backend: str = "inductor") -> CheckOutcome:
     """torch.compile of a small float32 module gives the eager output."""
     import torch
 
-    small_mlp, _ = _module_classes()
     torch.manual_seed(0)
-    module = small_mlp(dim).to(device).eval()
+    module = _small_mlp_class()(dim).to(device).eval()
     x = torch.randn(8, dim, device=device)
     with torch.no_grad():
         expected = module(x)
@@ -487,56 +441,101 @@ def check_compile(device: Any, dim: int = 256, backend: str = "inductor") -> Che
     return passed, {"backend": backend, **details}
 
 
-def build_transformer_block(dim: int, heads: int, device: Any, dtype: Any) -> Any:
-    """A seeded pre-norm transformer block (attention + MLP) on ``device`` in ``dtype``."""
+def latent_grid(config: Any, video: Grid) -> tuple[Grid, Grid]:
+    """The latent size ``(T, H, W)`` and token grid of a video of ``(frames, height, width)``.
+
+    ``config`` is a ``ModelConfig``: its VAE compresses the video, its transformer's patch
+    cuts the latent into tokens; a video they do not divide raises a ValueError saying why.
+    """
+    from aiprod_core.transformer import Patchifier3D
+    from aiprod_core.vae import VideoGeometry
+
+    geometry = VideoGeometry(config.vae.spatial_compression, config.vae.temporal_compression)
+    latent = geometry.latent_shape(*video)
+    return latent, Patchifier3D(config.transformer.patch_size).grid(latent)
+
+
+def check_aiprod_model(
+    device: Any,
+    preset: str = "small",
+    batch: int = 8,
+    video: Grid = (33, 256, 256),
+    *,
+    repeats: int = 3,
+    peak_tflops: float | None = None,
+) -> CheckOutcome:
+    """bf16 forward + backward of the preset's VideoTransformer: finite, memory, TFLOP/s.
+
+    The model is built seeded in bf16 on ``device``; its inputs are random latents for a
+    ``video`` of (frames, height, width), random text with a padding mask and sigma in
+    [0, 1]; the loss is the MSE to a random target. ``peak_tflops`` (the device's dense
+    bf16 peak) turns the achieved TFLOP/s into MFU.
+    """
     import torch
+    import torch.nn.functional as F
 
-    if dim % heads:
-        raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-    _, block_class = _module_classes()
-    torch.manual_seed(0)
-    return block_class(dim, heads).to(device=device, dtype=dtype)
-
-
-def block_step(block: Any, x: Any) -> tuple[Any, float]:
-    """Forward and backward of ``block`` on ``x``; returns the output and the loss."""
-    block.zero_grad(set_to_none=True)
-    out = block(x)
-    loss = out.float().pow(2).mean()
-    loss.backward()
-    return out, float(loss.detach())
-
-
-def check_transformer_block(device: Any, sizes: Sizes) -> CheckOutcome:
-    """bf16 forward + backward of a transformer block: finite results, memory, TFLOP/s."""
-    import torch
+    from aiprod_core.models import count_parameters, get_preset
+    from aiprod_core.transformer import VideoTransformer, forward_flops
 
     device = torch.device(device)
-    block = build_transformer_block(sizes.block_dim, sizes.block_heads, device, torch.bfloat16)
-    x = torch.randn(
-        sizes.block_batch, sizes.block_seq, sizes.block_dim, device=device, dtype=torch.bfloat16
-    )
-    block_step(block, x)  # warm-up: kernel selection and allocator growth
+    config = get_preset(preset)
+    tconf = config.transformer
+    latent, grid = latent_grid(config, video)
+    text_len = config.text_encoder.max_length
+    torch.manual_seed(0)
+    model = VideoTransformer(tconf)
+    # The final projection starts at zero; give it weights so gradients reach every block.
+    torch.nn.init.normal_(model.final_proj.weight, std=0.02)
+    model = model.to(device=device, dtype=torch.bfloat16)
+    bf16 = {"device": device, "dtype": torch.bfloat16}
+    x = torch.randn(batch, tconf.in_channels, *latent, **bf16)
+    target = torch.randn_like(x)
+    text = torch.randn(batch, text_len, tconf.text_dim, **bf16)
+    lengths = torch.randint(1, text_len + 1, (batch, 1), device=device)
+    mask = torch.arange(text_len, device=device) < lengths
+    sigma = torch.rand(batch, device=device)
+    outputs: list[Any] = []
+    losses: list[float] = []
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        out = model(x, sigma, text, mask)
+        loss = F.mse_loss(out.float(), target.float())
+        loss.backward()
+        outputs[:] = [out.detach()]
+        losses.append(float(loss.detach()))
+
+    step()  # warm-up: kernel selection and allocator growth
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    losses: list[float] = []
-    times = time_runs(lambda: losses.append(block_step(block, x)[1]), device, 3, warmup=0)
-    seconds = statistics.median(times)
-    flops = 3 * transformer_block_flops(sizes.block_batch, sizes.block_seq, sizes.block_dim)
+    seconds = statistics.median(time_runs(step, device, repeats, warmup=0))
+    out = outputs[0]
+    output_finite = bool(torch.isfinite(out).all())
+    shape_ok = out.shape == x.shape and out.dtype == x.dtype
     grads_finite = all(
-        p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in block.parameters()
+        p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in model.parameters()
     )
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    passed = grads_finite and all(math.isfinite(loss) for loss in losses)
+    tflops = 3 * forward_flops(tconf, batch, grid, text_len) / seconds / 1e12
+    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    passed = output_finite and shape_ok and grads_finite and all(map(math.isfinite, losses))
     return passed, {
-        "batch": sizes.block_batch,
-        "seq": sizes.block_seq,
-        "dim": sizes.block_dim,
-        "loss": losses[-1],
-        "grads_finite": grads_finite,
+        "tokens": batch * math.prod(grid),
+        "tflops": tflops,
+        "mfu": tflops / peak_tflops if peak_tflops else None,
+        "peak_memory_gib": memory,
         "step_seconds": seconds,
-        "tflops": flops / seconds / 1e12,
-        "peak_memory_gib": peak,
+        "parameters": count_parameters(model),
+        "loss": losses[-1],
+        "output_finite": output_finite,
+        "shape_ok": shape_ok,
+        "grads_finite": grads_finite,
+        "preset": preset,
+        "batch": batch,
+        "video": list(video),
+        "token_grid": list(grid),
+        "latent_shape": list(x.shape),
+        "output_shape": list(out.shape),
+        "peak_tflops": peak_tflops,
     }
 
 
@@ -544,9 +543,12 @@ def run_all_checks(device: Any, options: SmokeOptions) -> list[dict[str, Any]]:
     """Every check on ``device``, in order, each recorded even when it fails."""
     import torch
 
+    from aiprod_core.hardware import peak_bf16_tflops
+
     device = torch.device(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
     sizes = options.sizes
+    peak = peak_bf16_tflops(name, options.peak_tflops)
     steps: list[tuple[str, Callable[[], CheckOutcome]]] = [
         ("environment", lambda: check_environment(device)),
         *(
@@ -556,7 +558,12 @@ def run_all_checks(device: Any, options: SmokeOptions) -> list[dict[str, Any]]:
         ("matmul_bf16_throughput", lambda: check_matmul_throughput(device, options, name)),
         ("sdpa_fused", lambda: check_sdpa(device, sizes.sdpa_shape)),
         ("torch_compile", lambda: check_compile(device)),
-        ("transformer_block", lambda: check_transformer_block(device, sizes)),
+        (
+            "aiprod_model",
+            lambda: check_aiprod_model(
+                device, sizes.model_preset, sizes.model_batch, sizes.model_video, peak_tflops=peak
+            ),
+        ),
     ]
     records = []
     for index, (check_name, check) in enumerate(steps, start=1):
@@ -572,7 +579,9 @@ def run_all_checks(device: Any, options: SmokeOptions) -> list[dict[str, Any]]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--require-gpu", action="store_true", help="fail when no CUDA device")
+    parser.add_argument(
+        "--require-gpu", action="store_true", help="fail when the checks cannot run here"
+    )
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help="report folder (%(default)s)"
     )
@@ -598,16 +607,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     say = sys.stderr if args.json else sys.stdout
     created = datetime.now(UTC)
-    reason = cuda_unavailable_reason()
+    reason = unavailable_reason()
     checks: list[dict[str, Any]] = []
     if reason is None:
         options = SmokeOptions(args.peak_tflops, args.min_matmul_fraction)
         checks = run_all_checks("cuda", options)
     elif args.require_gpu:
-        print(f"no CUDA device: {reason}; failing (--require-gpu)", file=say)
-        checks = [make_record("cuda_device", False, {"error": reason}, 0.0)]
+        print(f"cannot run the checks: {reason}; failing (--require-gpu)", file=say)
+        checks = [make_record("prerequisites", False, {"error": reason}, 0.0)]
     else:
-        print(f"no CUDA device: {reason}; skipping", file=say)
+        print(f"cannot run the checks: {reason}; skipping", file=say)
     report = build_report(checks, skip_reason=reason, host=host_info(), created=created)
     try:
         path = write_report(report, args.output, created)

@@ -1,1 +1,5 @@
-"""AIPROD core package."""
+"""AIPROD core: the video diffusion model stack, configuration, checkpoints and registry.
+
+Subpackages: ``models`` (configs, presets, bundle), ``transformer``, ``vae``, ``upsampler``,
+``text``, ``diffusion``, ``checkpoints``, ``registry``, ``config``, ``atomic``, ``hardware``.
+"""

@@ -52,7 +52,7 @@ AIPROD_19B = ModelConfig(
         in_channels=128,
         patch_size=(1, 1, 1),
         hidden_dim=4608,
-        depth=41,
+        depth=40,
         num_heads=32,
         text_dim=4096,
     ),  # fmt: skip

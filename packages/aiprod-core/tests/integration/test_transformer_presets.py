@@ -1,0 +1,41 @@
+"""Parameter counts of the transformer presets, built on the meta device (no memory used)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aiprod_core.models.configs import ModelConfig
+from aiprod_core.models.presets import AIPROD_19B, SMALL, TINY
+from aiprod_core.transformer import VideoTransformer
+
+pytestmark = pytest.mark.integration
+
+
+def meta_transformer(config: ModelConfig) -> VideoTransformer:
+    with torch.device("meta"):
+        return VideoTransformer(config.transformer)
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_aiprod_19b_transformer_has_about_19b_parameters() -> None:
+    model = meta_transformer(AIPROD_19B)
+    assert all(p.is_meta for p in model.parameters())
+    assert count(model) == 18_795_780_224  # 40 blocks of 467,239,488 plus embeddings and head
+    assert 18.5e9 <= count(model) <= 19.5e9
+
+
+def test_small_transformer_size() -> None:
+    assert count(meta_transformer(SMALL)) == 211_037_568
+    assert 100e6 <= count(meta_transformer(SMALL)) <= 300e6
+
+
+def test_tiny_transformer_is_small_and_real() -> None:
+    torch.manual_seed(0)
+    model = VideoTransformer(TINY.transformer)
+    assert count(model) == 484_224
+    assert count(model) == count(meta_transformer(TINY))
+    assert not any(p.is_meta for p in model.parameters())
