@@ -250,3 +250,11 @@ def test_config_is_immutable(config_dir: Path) -> None:
     config = load_config(config_dir, environ={})
     with pytest.raises(ValueError, match="frozen"):
         config.serving.port = 1  # type: ignore[misc]
+
+
+def test_api_token_is_read_only_from_its_variable() -> None:
+    from aiprod_core.config import api_token
+
+    assert api_token({"AIPROD_API_TOKEN": " s3cret \n"}) == "s3cret"
+    assert api_token({"AIPROD_API_TOKEN": "   "}) is None
+    assert api_token({}) is None

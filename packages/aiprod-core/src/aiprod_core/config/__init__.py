@@ -18,6 +18,7 @@ from aiprod_core.config.cloud import (
 from aiprod_core.config.loader import (
     DEFAULT_ENV,
     RESERVED_VARIABLES,
+    api_token,
     available_envs,
     find_config_dir,
     load_config,
@@ -52,6 +53,7 @@ __all__ = [
     "PathsConfig",
     "ProjectConfig",
     "ServingConfig",
+    "api_token",
     "available_envs",
     "find_config_dir",
     "json_schema",

@@ -36,6 +36,16 @@ RESERVED_VARIABLES = {
 KeyPath = tuple[str, ...]
 
 
+def api_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """The HTTP server's bearer token ($AIPROD_API_TOKEN), or None when unset or empty.
+
+    Secrets are never part of the configuration files; this is the one place they are read.
+    """
+    environ = os.environ if environ is None else environ
+    token = environ.get("AIPROD_API_TOKEN", "").strip()
+    return token or None
+
+
 def find_config_dir(start: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
     """The config folder: $AIPROD_CONFIG_DIR, else the nearest ``config/AIPROD.json`` upwards."""
     environ = os.environ if environ is None else environ
