@@ -1,0 +1,267 @@
+"""The command line of ``aiprod-generate``: the parser, its examples and cross-checks.
+
+Parsing never loads a model or reads a file; it only turns ``argv`` into a namespace whose
+options are known to fit together. Every problem is a :class:`UsageError` with one line
+that names the option and what was expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import torch
+
+from aiprod_core.errors import AiprodError
+from aiprod_pipelines.pipelines import GenerationRequest, TwoStagePipeline
+from aiprod_pipelines.video_io import WRITE_FORMATS
+
+PROG = "aiprod-generate"
+
+#: Accepted ``--dtype`` names and the torch dtype each one means.
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+DESCRIPTION = """\
+Generate a video from a text prompt (or from an image and a prompt) with an AIPROD model
+and write it as MP4 (default), GIF, or a folder of PNG frames."""
+
+EPILOG = """\
+examples:
+  aiprod-generate "a red circle moving left" -o circle.mp4
+  aiprod-generate "waves at dusk" -o waves.gif --width 96 --height 64 --frames 17 --seed 7
+  aiprod-generate "a spinning top" -o top_frames --format png
+  aiprod-generate "the cat wakes up" --image cat.png -o cat.mp4
+  aiprod-generate "a city street at night" --two-stage --refine-steps 4 -o street.mp4
+  aiprod-generate "smoke test" --random-weights --preset tiny -o noise.mp4 --json
+  aiprod-generate "a red circle" --env production --model aiprod-19b --device cuda --dtype bf16
+
+output:
+  The format follows -o: .mp4, .gif, or a path without a suffix for a folder of PNG frames
+  (frame_00000.png, ...); --format overrides it. Without -o the video goes to the
+  configured outputs folder, named after the prompt and seed. An existing output is never
+  replaced unless --overwrite is given; the write is atomic.
+
+model weights:
+  --model NAME picks a model from the registry (the 'models' section of config/AIPROD.json;
+  default: serving.default_model) and --checkpoint PATH a safetensors checkpoint. When the
+  weights are missing the command stops and says where they belong and how to obtain them.
+  --random-weights builds an untrained model instead (of --preset, default: the model's
+  preset): it says so on stderr and in --json output, and its video is noise.
+
+exit status:
+  0 the video was written; 1 loading the model, generating or writing failed;
+  2 bad arguments, configuration, input image, output path or request sizes."""
+
+
+class UsageError(AiprodError):
+    """The command line is invalid; the message names the option and what was expected."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that raises :class:`UsageError` instead of printing and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _defaults() -> dict[str, object]:
+    """Defaults shown in ``--help``: the request's fields and two-stage's refine steps."""
+    defaults: dict[str, object] = {
+        field.name: field.default for field in dataclasses.fields(GenerationRequest)
+    }
+    refine = inspect.signature(TwoStagePipeline.__call__).parameters["refine_steps"]
+    defaults["refine_steps"] = refine.default
+    return defaults
+
+
+def _positive_int(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``aiprod-generate`` argument parser (``--help`` shows examples)."""
+    default = _defaults()
+    parser = _Parser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("prompt", help="what the video should show")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="video file (.mp4, .gif) or folder for PNG frames; default: a file in the "
+        "configured outputs folder named after the prompt",
+    )
+    parser.add_argument(
+        "--format",
+        choices=WRITE_FORMATS,
+        help="output format; default: from the suffix of -o (mp4 without -o)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    request = parser.add_argument_group("what to generate")
+    request.add_argument("--negative-prompt", help="what the video should not show")
+    request.add_argument(
+        "--width", type=_positive_int, help=f"frame width in pixels ({default['width']})"
+    )
+    request.add_argument(
+        "--height", type=_positive_int, help=f"frame height in pixels ({default['height']})"
+    )
+    request.add_argument(
+        "--frames", type=_positive_int, help=f"number of frames ({default['frames']})"
+    )
+    request.add_argument(
+        "--steps", type=_positive_int, help="denoising steps (default: the model's)"
+    )
+    request.add_argument(
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale, >= 1 (default: the model's)",
+    )
+    request.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=default["seed"],
+        help=f"random seed; same seed, same video ({default['seed']})",
+    )
+    request.add_argument("--fps", type=_positive_int, help=f"frames per second ({default['fps']})")
+    request.add_argument(
+        "--image", type=Path, help="PNG or JPEG to start from (image-to-video: its first frame)"
+    )
+    request.add_argument(
+        "--two-stage",
+        action="store_true",
+        help="generate at half width and height, upsample the latents x2 and refine",
+    )
+    request.add_argument(
+        "--refine-steps",
+        type=_positive_int,
+        help=f"refinement steps of --two-stage ({default['refine_steps']})",
+    )
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="registry name (default: serving.default_model)")
+    model.add_argument("--checkpoint", type=Path, help="safetensors checkpoint to load instead")
+    model.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="use RANDOM, UNTRAINED weights (the video is noise): for trying the pipeline",
+    )
+    model.add_argument(
+        "--preset",
+        help="preset of --random-weights (default: the preset of the registry model)",
+    )
+    model.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: auto)")
+    model.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        metavar="DTYPE",
+        help="weights and compute dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16); "
+        "default: as the weights are stored",
+    )
+
+    setup = parser.add_argument_group("configuration and output")
+    setup.add_argument(
+        "--env",
+        help="configuration overlay, config/env/<ENV>.yaml (default: $AIPROD_ENV, then "
+        "development)",
+    )
+    setup.add_argument(
+        "--config-dir",
+        type=Path,
+        help="folder holding AIPROD.json (default: $AIPROD_CONFIG_DIR, then config/ of the "
+        "repository)",
+    )
+    setup.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    setup.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and cross-check ``argv``.
+
+    Raises:
+        UsageError: an unknown option, a bad value, or options that do not go together.
+        SystemExit: ``--help`` was given (after printing the help).
+    """
+    args = build_parser().parse_args(argv)
+    _check_combinations(args)
+    args.torch_device = _device(args.device)
+    args.torch_dtype = DTYPES[args.dtype] if args.dtype else None
+    return args
+
+
+def _check_combinations(args: argparse.Namespace) -> None:
+    if not args.prompt.strip():
+        raise UsageError("the prompt is empty; expected a description of the video")
+    conflicts = [
+        (args.checkpoint is not None and args.model is not None, "--checkpoint", "--model"),
+        (args.checkpoint is not None and args.random_weights, "--checkpoint", "--random-weights"),
+        (args.image is not None and args.two_stage, "--image", "--two-stage"),
+    ]
+    for clash, first, second in conflicts:
+        if clash:
+            raise UsageError(f"{first} and {second} cannot be used together")
+    if args.preset is not None and not args.random_weights:
+        raise UsageError(
+            "--preset only applies with --random-weights (a registry model or checkpoint "
+            "brings its own preset)"
+        )
+    if args.refine_steps is not None and not args.two_stage:
+        raise UsageError("--refine-steps only applies with --two-stage")
+    if args.guidance is not None and not (math.isfinite(args.guidance) and args.guidance >= 1):
+        raise UsageError(f"--guidance must be >= 1 (1 turns guidance off), got {args.guidance}")
+
+
+def _device(name: str | None) -> torch.device | None:
+    """``--device`` as a torch device, checked to exist on this machine."""
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(
+            f"--device {name!r} is not a torch device; expected e.g. cpu, cuda or cuda:1"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UsageError(
+                f"--device {name}: this machine has {count} CUDA device(s), cuda:0.."
+                f"cuda:{count - 1}"
+            )
+    return device
