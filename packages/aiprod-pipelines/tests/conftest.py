@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,3 +58,21 @@ def leftovers() -> Callable[[Path], list[str]]:
         return sorted(entry.name for entry in folder.iterdir() if entry.name.startswith("."))
 
     return _leftovers
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Any:
+    """The tiny preset with random weights, per test module.
+
+    An untrained transformer's output projection is zero (it predicts zero velocity and
+    ignores the prompt), so it gets seeded random weights here, as in the core tests.
+    """
+    import torch
+
+    from aiprod_pipelines.pipelines import load_model
+
+    loaded = load_model(preset="tiny", random_weights=True, device="cpu")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.nn.init.normal_(loaded.model.transformer.final_proj.weight, std=0.5)
+    return loaded

@@ -1,0 +1,57 @@
+"""Generation pipelines: text to video, image to video and two-stage (upsample + refine).
+
+    from aiprod_pipelines.pipelines import GenerationRequest, TextToVideoPipeline, load_model
+
+    loaded = load_model("aiprod-tiny")                    # or checkpoint=..., or
+    # loaded = load_model(preset="tiny", random_weights=True)
+    pipeline = TextToVideoPipeline(loaded.model, device="cpu")
+    video = pipeline(GenerationRequest("waves at dusk", width=64, height=64, frames=9))
+    video.frames                                          # uint8 [9, 64, 64, 3]
+
+Module map: ``request`` (what to generate, validation), ``loading`` (weights),
+``stages`` (the one denoising stage and decoding every pipeline shares), ``base`` (the
+common pipeline), ``text_to_video``, ``image_to_video`` (+ ``images``), ``two_stage``,
+``progress``.
+"""
+
+from aiprod_pipelines.pipelines.base import GenerationPipeline
+from aiprod_pipelines.pipelines.image_to_video import ImageToVideoPipeline
+from aiprod_pipelines.pipelines.images import ImageInput, prepare_image
+from aiprod_pipelines.pipelines.loading import (
+    RANDOM_WEIGHTS_SOURCE,
+    LoadedModel,
+    ModelLoadError,
+    default_device,
+    load_model,
+)
+from aiprod_pipelines.pipelines.progress import ProgressCallback
+from aiprod_pipelines.pipelines.request import (
+    GeneratedVideo,
+    GenerationRequest,
+    InvalidRequestError,
+    size_multiple,
+)
+from aiprod_pipelines.pipelines.stages import SAMPLERS, TILED_DECODE_MIN_PIXELS
+from aiprod_pipelines.pipelines.text_to_video import TextToVideoPipeline
+from aiprod_pipelines.pipelines.two_stage import TwoStagePipeline
+
+__all__ = [
+    "RANDOM_WEIGHTS_SOURCE",
+    "SAMPLERS",
+    "TILED_DECODE_MIN_PIXELS",
+    "GeneratedVideo",
+    "GenerationPipeline",
+    "GenerationRequest",
+    "ImageInput",
+    "ImageToVideoPipeline",
+    "InvalidRequestError",
+    "LoadedModel",
+    "ModelLoadError",
+    "ProgressCallback",
+    "TextToVideoPipeline",
+    "TwoStagePipeline",
+    "default_device",
+    "load_model",
+    "prepare_image",
+    "size_multiple",
+]

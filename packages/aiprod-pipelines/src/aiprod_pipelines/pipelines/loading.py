@@ -1,0 +1,140 @@
+"""Load the model a generation runs with: from the registry, a checkpoint file, or — only
+when asked for explicitly — randomly initialised weights of a preset.
+
+    loaded = load_model()                                   # config.serving.default_model
+    loaded = load_model("aiprod-19b", device="cuda", dtype=torch.bfloat16)
+    loaded = load_model(checkpoint=Path("models/checkpoints/run.safetensors"))
+    loaded = load_model(preset="tiny", random_weights=True)  # untrained: for tests and demos
+
+Missing weights raise the registry's error, which names the expected path and how to obtain
+the file; argument mistakes raise :class:`ModelLoadError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from aiprod_core.checkpoints import load_model as load_checkpoint
+from aiprod_core.config import AiprodConfig, load_config
+from aiprod_core.errors import AiprodError
+from aiprod_core.models import AiprodModel, ModelConfig, build_model, get_preset
+from aiprod_core.registry import ModelRegistry
+
+RANDOM_WEIGHTS_SOURCE = "random weights (untrained)"
+"""``LoadedModel.source`` of a model with randomly initialised weights."""
+
+
+class ModelLoadError(AiprodError, ValueError):
+    """The arguments do not say which weights to load (or say it twice)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to generate with, its config, and where its weights came from.
+
+    ``source`` is shown to users: ``registry model 'aiprod-tiny' (<path>)``, ``checkpoint
+    <path>`` or :data:`RANDOM_WEIGHTS_SOURCE`. ``name`` is the registry name, if any.
+    """
+
+    model: AiprodModel
+    model_config: ModelConfig
+    source: str
+    name: str | None = None
+
+
+def default_device() -> torch.device:
+    """``cuda`` when a CUDA device is available, else ``cpu``."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    checkpoint: Path | None = None,
+    preset: str | None = None,
+    random_weights: bool = False,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    config: AiprodConfig | None = None,
+    seed: int = 0,
+) -> LoadedModel:
+    """The model named by exactly one source, in eval mode on ``device`` (default: CUDA if
+    available, else CPU), cast to ``dtype`` when given.
+
+    - ``name`` (default ``config.serving.default_model``): the registry entry's file;
+    - ``checkpoint``: that safetensors file (it stores its own config);
+    - ``random_weights=True``: a fresh model of ``preset`` (default: the preset of the
+      registry entry ``name``), initialised from ``seed`` without touching the global RNG.
+
+    ``config`` (loaded with :func:`aiprod_core.config.load_config` when needed and not
+    given) supplies the registry.
+    """
+    target = default_device() if device is None else torch.device(device)
+    if checkpoint is not None:
+        if name is not None or preset is not None or random_weights:
+            raise ModelLoadError(
+                f"checkpoint={checkpoint} names the weights already: do not also pass a "
+                "model name, preset or random_weights"
+            )
+        model, model_config = load_checkpoint(Path(checkpoint), device=target, dtype=dtype)
+        return _ready(model, model_config, f"checkpoint {checkpoint}", None)
+    if random_weights:
+        if preset is None:
+            config = load_config() if config is None else config
+            name = config.serving.default_model if name is None else name
+            preset = ModelRegistry(config).entry(name).preset
+        model_config = get_preset(preset)
+        return _ready(
+            _random_model(model_config, seed, target, dtype),
+            model_config,
+            RANDOM_WEIGHTS_SOURCE,
+            None,
+        )
+    if preset is not None:
+        raise ModelLoadError(
+            f"preset={preset!r} names an architecture, not weights: pass random_weights=True "
+            "to generate with untrained random weights, or load a registry model or checkpoint"
+        )
+    config = load_config() if config is None else config
+    registry = ModelRegistry(config)
+    name = config.serving.default_model if name is None else name
+    model, model_config = registry.load(name, device=target, dtype=dtype)
+    return _ready(model, model_config, f"registry model {name!r} ({registry.resolve(name)})", name)
+
+
+def _random_model(
+    model_config: ModelConfig, seed: int, device: torch.device, dtype: torch.dtype | None
+) -> AiprodModel:
+    """A freshly initialised model, built on the CPU from ``seed`` so every device gets the
+    same weights; the global RNG state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(model_config, device="cpu")
+    return place_model(model, device, dtype)
+
+
+def place_model(
+    model: AiprodModel, device: torch.device | str | None, dtype: torch.dtype | None
+) -> AiprodModel:
+    """``model`` moved to ``device`` and cast to ``dtype`` (None: left as is), in place.
+
+    A pretrained text encoder adapter is no submodule (its weights are not ours), so it is
+    moved on its own; it keeps its dtype.
+    """
+    if device is None and dtype is None:
+        return model
+    model.to(device=device, dtype=dtype)
+    if device is not None and not isinstance(model.text_encoder, torch.nn.Module):
+        model.text_encoder.to(device)  # type: ignore[attr-defined]
+    return model
+
+
+def _ready(
+    model: AiprodModel, model_config: ModelConfig, source: str, name: str | None
+) -> LoadedModel:
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedModel(model=model, model_config=model_config, source=source, name=name)

@@ -1,0 +1,195 @@
+"""What a generation asks for (``GenerationRequest``), what it returns (``GeneratedVideo``),
+and the checks that tell a user which values a model accepts.
+
+A model accepts a video of ``F`` frames of ``H x W`` pixels when
+
+- ``F = 1 + k * temporal_compression`` (the VAE encodes the first frame on its own), and the
+  ``1 + k`` latent frames are a multiple of the transformer's patch length;
+- ``H`` and ``W`` are multiples of ``spatial_compression * patch`` (for the tiny preset
+  ``4 * 2 = 8``): the VAE divides them by its compression, the transformer by its patch.
+
+Every failed check raises :class:`InvalidRequestError` naming the field and the nearest
+valid values, e.g. ``frames=10 does not fit the model (temporal compression 2): use 1 + 2k
+frames, e.g. 9 or 11``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+
+from aiprod_core.errors import AiprodError
+from aiprod_core.models.configs import ModelConfig
+
+MAX_SEED = 2**64 - 1
+"""The largest seed a ``torch.Generator`` accepts."""
+
+
+class InvalidRequestError(AiprodError, ValueError):
+    """A request value the model cannot take; ``field`` names it, the message says what fits."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def size_multiple(model_config: ModelConfig) -> tuple[int, int]:
+    """(height, width) pixel multiples: ``spatial_compression * patch`` along each axis."""
+    _, patch_h, patch_w = model_config.transformer.patch_size
+    spatial = model_config.vae.spatial_compression
+    return spatial * patch_h, spatial * patch_w
+
+
+def _nearest_multiples(value: int, step: int) -> str:
+    below = value // step * step
+    return str(step) if below < step else f"{below} or {below + step}"
+
+
+def _valid_frames(frames: int, model_config: ModelConfig) -> bool:
+    temporal = model_config.vae.temporal_compression
+    patch_t = model_config.transformer.patch_size[0]
+    return (
+        frames >= 1
+        and (frames - 1) % temporal == 0
+        and ((frames - 1) // temporal + 1) % patch_t == 0
+    )
+
+
+def _nearest_frames(frames: int, model_config: ModelConfig) -> str:
+    """The valid frame counts just below and above ``frames`` (only the one above if none is below)."""
+    temporal = model_config.vae.temporal_compression
+    step = temporal * model_config.transformer.patch_size[0]  # between valid counts
+    first = 1 + temporal * (model_config.transformer.patch_size[0] - 1)  # smallest valid count
+    if frames <= first:
+        return str(first)
+    below = first + (frames - first) // step * step
+    return f"{below} or {below + step}"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One video to generate. ``steps``/``guidance_scale`` None take the model's defaults."""
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 64
+    height: int = 64
+    frames: int = 9
+    steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int = 0
+    fps: int = 24
+
+    def validate(self, model_config: ModelConfig, *, upscale: int = 1) -> None:
+        """Raise InvalidRequestError for the first value ``model_config`` cannot take.
+
+        ``upscale`` is for pipelines that generate at ``1 / upscale`` of the size first
+        (two-stage generation passes 2): width and height must then fit at that size too.
+        """
+        if not self.prompt.strip():
+            raise InvalidRequestError("prompt", "prompt is empty: describe the video to generate")
+        multiples = size_multiple(model_config)
+        for name, value, multiple in (
+            ("width", self.width, multiples[1]),
+            ("height", self.height, multiples[0]),
+        ):
+            _check_size(name, value, multiple, model_config, upscale)
+        if not _valid_frames(self.frames, model_config):
+            raise InvalidRequestError("frames", _frames_message(self.frames, model_config))
+        if self.steps is not None and self.steps < 1:
+            raise InvalidRequestError("steps", f"steps={self.steps} is too small: use 1 or more")
+        if self.guidance_scale is not None and not (
+            math.isfinite(self.guidance_scale) and self.guidance_scale >= 1.0
+        ):
+            raise InvalidRequestError(
+                "guidance_scale",
+                f"guidance_scale={self.guidance_scale} is out of range: use a number >= 1 "
+                "(1 turns classifier-free guidance off)",
+            )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InvalidRequestError(
+                "seed", f"seed={self.seed} is out of range: use an integer from 0 to 2**64 - 1"
+            )
+        if self.fps < 1:
+            raise InvalidRequestError("fps", f"fps={self.fps} is too small: use 1 or more")
+
+    def steps_for(self, model_config: ModelConfig) -> int:
+        """``steps``, or the model's ``diffusion.default_steps`` when it is None."""
+        return model_config.diffusion.default_steps if self.steps is None else self.steps
+
+    def guidance_for(self, model_config: ModelConfig) -> float:
+        """``guidance_scale``, or the model's ``diffusion.default_guidance`` when it is None."""
+        if self.guidance_scale is None:
+            return model_config.diffusion.default_guidance
+        return self.guidance_scale
+
+    def resolved(self, model_config: ModelConfig) -> GenerationRequest:
+        """This request with ``steps`` and ``guidance_scale`` filled in from the model's defaults."""
+        return dataclasses.replace(
+            self,
+            steps=self.steps_for(model_config),
+            guidance_scale=self.guidance_for(model_config),
+        )
+
+
+def _check_size(
+    name: str, value: int, multiple: int, model_config: ModelConfig, upscale: int
+) -> None:
+    spatial = model_config.vae.spatial_compression
+    patch = multiple // spatial
+    if value < multiple or value % multiple:
+        raise InvalidRequestError(
+            name,
+            f"{name}={value} does not fit the model (spatial compression {spatial} x patch "
+            f"{patch}): use a multiple of {multiple}, e.g. {_nearest_multiples(value, multiple)}",
+        )
+    needed = multiple * upscale
+    if value % needed:
+        raise InvalidRequestError(
+            name,
+            f"{name}={value} does not fit two-stage generation: its first stage runs at "
+            f"{name}/{upscale}, so use a multiple of {needed} (spatial compression {spatial} x "
+            f"patch {patch} x {upscale}), e.g. {_nearest_multiples(value, needed)}",
+        )
+
+
+def _frames_message(frames: int, model_config: ModelConfig) -> str:
+    temporal = model_config.vae.temporal_compression
+    patch_t = model_config.transformer.patch_size[0]
+    rule = f"use 1 + {temporal}k frames"
+    if patch_t > 1:
+        rule += f" with 1 + k a multiple of the transformer's patch length {patch_t}"
+    return (
+        f"frames={frames} does not fit the model (temporal compression {temporal}): "
+        f"{rule}, e.g. {_nearest_frames(frames, model_config)}"
+    )
+
+
+@dataclass(frozen=True)
+class GeneratedVideo:
+    """A generated video: ``frames`` uint8 ``[F, H, W, 3]`` on the CPU, ready to write.
+
+    ``latents`` are the final latents ``[1, C, T, h, w]`` (float32, CPU) the frames were
+    decoded from; ``request`` is the request with its defaults filled in.
+    """
+
+    frames: torch.Tensor
+    fps: int
+    latents: torch.Tensor
+    request: GenerationRequest
+    seed: int
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.frames.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.frames.shape[2]
