@@ -92,10 +92,13 @@ def test_rendering_is_deterministic(render_script: ModuleType) -> None:
 def test_probes_point_at_readyz_and_healthz(render_script: ModuleType) -> None:
     rendered = docs(render_script.render(REPO / "config"))
     server = container(rendered["deployment.yaml"])
-    assert server["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    ready = server["readinessProbe"]["exec"]["command"]
+    assert ready[:2] == ["python", "-c"]
+    assert "http://127.0.0.1:8000/readyz" in ready[2]
+    assert "'Authorization', 'Bearer ' + t" in ready[2]
     assert server["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     run = container(rendered["cloud-run-service.yaml"])
-    assert run["startupProbe"]["httpGet"] == {"path": "/readyz", "port": 8000}
+    assert run["startupProbe"]["httpGet"] == {"path": "/healthz", "port": 8000}
     assert run["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8000}
 
 

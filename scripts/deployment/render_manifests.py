@@ -242,6 +242,28 @@ def _probe(path: str, port: int | str, period: int, failures: int) -> dict[str, 
     }
 
 
+def _ready_probe(port: int, period: int, failures: int) -> dict[str, Any]:
+    """Readiness through /readyz with the bearer token.
+
+    With AIPROD_API_TOKEN set, the server answers 401 to every path but /healthz, and an
+    httpGet probe cannot read a Secret; so the probe runs in the container and sends the
+    token it finds in its own environment.
+    """
+    check = (
+        "import os, urllib.request; "
+        f"r = urllib.request.Request('http://127.0.0.1:{port}/readyz'); "
+        "t = os.environ.get('AIPROD_API_TOKEN'); "
+        "t and r.add_header('Authorization', 'Bearer ' + t); "
+        "urllib.request.urlopen(r, timeout=4)"
+    )
+    return {
+        "exec": {"command": ["python", "-c", check]},
+        "failureThreshold": failures,
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+    }
+
+
 def _container(plan: Plan, token_key: str, **fields: Any) -> dict[str, Any]:
     """The server container as both targets run it, plus the target's own ``fields``."""
     token = plan.run.secrets.api_token
@@ -293,7 +315,7 @@ def render_deployment(plan: Plan) -> dict[str, Any]:
         imagePullPolicy="IfNotPresent",
         livenessProbe={**_probe("/healthz", "http", 20, 3), "initialDelaySeconds": 10},
         ports=ports,
-        readinessProbe=_probe("/readyz", "http", 10, 3),
+        readinessProbe=_ready_probe(port, 10, 3),
         resources={
             "limits": _limits(resources),
             "requests": {"cpu": resources.cpu, "memory": resources.memory},
@@ -443,7 +465,9 @@ def render_cloud_run(plan: Plan) -> dict[str, Any]:
         livenessProbe=_probe("/healthz", port, 20, 3),
         ports=[{"containerPort": port, "name": "http1"}],
         resources={"limits": _limits(plan.resources)},
-        startupProbe=_probe("/readyz", port, 10, 24),
+        # Cloud Run probes are HTTP, TCP or gRPC only and cannot carry the token; the
+        # server answers 503 with Retry-After to jobs submitted while the model loads.
+        startupProbe=_probe("/healthz", port, 10, 24),
     )
     account = f"{plan.run.service_accounts.cloud_run}@{plan.site.gcp_project}"
     spec: dict[str, Any] = {
