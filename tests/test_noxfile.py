@@ -50,7 +50,7 @@ def test_split_requirements_closes_over_workspace_dependencies(
 
 def test_repository_package_closure(noxfile: ModuleType, repo_root: Path) -> None:
     local, external = noxfile.split_requirements(["aiprod-trainer", "pytest"])
-    assert [path.name for path in local] == ["aiprod-core", "aiprod-trainer"]
+    assert [path.name for path in local] == ["aiprod-core", "aiprod-pipelines", "aiprod-trainer"]
     assert external == ["pytest"]
     assert "aiprod-trainer" not in {
         noxfile.requirement_name(dep)

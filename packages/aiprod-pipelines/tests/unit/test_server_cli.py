@@ -65,9 +65,10 @@ def restore_root_logger() -> Iterator[None]:
 
 
 class RecordingServer:
-    """Stands in for uvicorn.Server: records its config instead of serving."""
+    """Stands in for the CLI's uvicorn server: records its config instead of serving."""
 
     instances: ClassVar[list[RecordingServer]] = []
+    stopped_by: str | None = None
 
     def __init__(self, config: uvicorn.Config) -> None:
         self.config = config
@@ -81,7 +82,7 @@ class RecordingServer:
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[RecordingServer]:
     RecordingServer.instances = []
-    monkeypatch.setattr(cli.uvicorn, "Server", RecordingServer)
+    monkeypatch.setattr(cli, "GracefulServer", RecordingServer)
     return RecordingServer.instances
 
 
@@ -193,12 +194,12 @@ def test_a_real_start_answers_and_stops_cleanly(
 ) -> None:
     servers: list[uvicorn.Server] = []
 
-    class Captured(uvicorn.Server):
+    class Captured(cli.GracefulServer):
         def __init__(self, config: uvicorn.Config) -> None:
             super().__init__(config)
             servers.append(self)
 
-    monkeypatch.setattr(cli.uvicorn, "Server", Captured)
+    monkeypatch.setattr(cli, "GracefulServer", Captured)
     result: list[int] = []
     thread = threading.Thread(
         target=lambda: result.append(
@@ -222,3 +223,36 @@ def test_a_real_start_answers_and_stops_cleanly(
         thread.join(60.0)
     assert not thread.is_alive()
     assert result == [0]
+
+
+def test_graceful_server_stops_on_first_signal_and_forces_on_second() -> None:
+    import signal
+    import threading
+
+    import uvicorn
+
+    from aiprod_pipelines.server.cli import GracefulServer
+
+    server = GracefulServer(uvicorn.Config(app=lambda scope, receive, send: None))
+    with server.capture_signals():
+        assert signal.getsignal(signal.SIGTERM) == server._on_signal
+        server._on_signal(signal.SIGTERM, None)
+        assert (server.should_exit, server.force_exit, server.stopped_by) == (
+            True,
+            False,
+            "SIGTERM",
+        )
+        server._on_signal(signal.SIGINT, None)
+        assert server.force_exit is True
+    assert signal.getsignal(signal.SIGTERM) != server._on_signal
+
+    seen: list[bool] = []
+
+    def in_thread() -> None:
+        with server.capture_signals():
+            seen.append(signal.getsignal(signal.SIGINT) != server._on_signal)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(timeout=10)
+    assert seen == [True]

@@ -1,4 +1,8 @@
-"""AIPROD trainer: dataset manifests and resolution buckets (training loops come later)."""
+"""AIPROD trainer: manifests, buckets, data preparation, the latent cache and `aiprod-train`.
+
+The training entry points live in `aiprod_trainer.cli` (`aiprod-train CONFIG.yaml`) and
+`aiprod_trainer.trainer`; the data modules below are exported here for scripts and tests.
+"""
 
 from __future__ import annotations
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -115,11 +119,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     app = create_app(settings, generator)
-    server = uvicorn.Server(
+    server = GracefulServer(
         uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
     )
     server.run()
+    if server.stopped_by is not None:
+        print(f"{PROG}: stopped ({server.stopped_by})", file=sys.stderr)
     return 0 if server.started else 1
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, stopping on SIGINT/SIGTERM without re-raising the signal.
+
+    uvicorn re-raises a captured Ctrl-C once it has shut down, which interrupts the app's
+    own shutdown (jobs finishing or being marked failed) with a KeyboardInterrupt. Here
+    the first signal asks for a graceful stop and a second one forces it.
+    """
+
+    stopped_by: str | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        stop_signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in stop_signals}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+        self.stopped_by = signal.Signals(signum).name
 
 
 if __name__ == "__main__":

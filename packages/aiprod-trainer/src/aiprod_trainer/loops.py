@@ -1,0 +1,247 @@
+"""What one training step computes in each mode: the objectives, batching and seeded noise.
+
+- :class:`FlowMatchingObjective` (modes ``dit`` and ``lora``): pick a noise level
+  ``sigma`` (``FlowMatchSchedule.sample_training_sigmas``), move the clean latents ``x0``
+  toward noise (``x_sigma = (1 - sigma) x0 + sigma noise``) and regress the transformer's
+  velocity on ``noise - x0`` (MSE). With probability ``text_dropout`` an item's prompt is
+  replaced by the unconditional one (the empty prompt's embedding, or no tokens at all),
+  which is what classifier-free guidance contrasts against at generation time.
+- :class:`VaeObjective` (mode ``vae``): encode, sample the posterior, decode; L1 or MSE
+  reconstruction plus ``kl_weight`` times the KL divergence to N(0, 1).
+
+Randomness is drawn per item from :func:`item_generator` ``(seed, step, slot)``, never from
+the global generators, so a step computes the same thing however the batch is split
+across accumulation steps or processes, and after a resume.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aiprod_core.diffusion import FlowMatchSchedule, add_noise, velocity_target
+from aiprod_core.vae import CausalVideoVAE
+from aiprod_trainer.buckets import Bucket
+
+TRAIN_STREAM = 0
+VALIDATION_STREAM = 1
+
+Batch = Any
+"""A collated batch: a video tensor (vae) or a dict of latents, text, mask (dit, lora)."""
+
+
+def mixed_seed(*parts: int) -> int:
+    """A 63-bit seed that depends on every part (numpy's SeedSequence hashing)."""
+    state = np.random.SeedSequence([int(part) for part in parts]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def item_generator(seed: int, stream: int, step: int, slot: int) -> torch.Generator:
+    """The CPU generator of one item of one step (``stream``: training or validation)."""
+    return torch.Generator(device="cpu").manual_seed(mixed_seed(seed, stream, step, slot))
+
+
+def collate(items: Sequence[Any]) -> Batch:
+    """Stack clips (tensors) or cached items (dicts of tensors; other values as lists)."""
+    first = items[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(list(items))
+    batch: dict[str, Any] = {}
+    for key, value in first.items():
+        values = [item[key] for item in items]
+        batch[key] = torch.stack(values) if isinstance(value, torch.Tensor) else values
+    return batch
+
+
+def dataset_buckets(dataset: Any) -> dict[str, list[int]]:
+    """Item indices per bucket label: from ``dataset.buckets()`` (latent caches) or from the
+    shapes of ``dataset.records`` (clip datasets); one bucket when neither is there."""
+    if hasattr(dataset, "buckets"):
+        return {label: list(indices) for label, indices in dataset.buckets().items()}
+    if hasattr(dataset, "records"):
+        groups: dict[str, list[int]] = {}
+        for index, record in enumerate(dataset.records):
+            groups.setdefault(Bucket.of(record).label, []).append(index)
+        return groups
+    return {"all": list(range(len(dataset)))}
+
+
+def batch_size_of(batch: Batch) -> int:
+    """How many items ``batch`` holds."""
+    return int(batch.shape[0] if isinstance(batch, torch.Tensor) else batch["latents"].shape[0])
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    """A batch's mean loss (to backpropagate) and its parts for logging (detached)."""
+
+    loss: torch.Tensor
+    parts: Mapping[str, float]
+
+
+class Objective(Protocol):
+    """A training objective: the loss of ``module`` on a batch, randomness per item."""
+
+    component: str
+
+    def loss(
+        self,
+        module: nn.Module,
+        batch: Batch,
+        generators: Sequence[torch.Generator],
+        device: torch.device,
+        *,
+        training: bool = True,
+    ) -> LossOutput: ...
+
+
+def _stack_draws(
+    generators: Sequence[torch.Generator], shape: Sequence[int], device: torch.device
+) -> torch.Tensor:
+    """One standard normal draw of ``shape`` per generator, stacked, on ``device``."""
+    draws = [torch.randn(tuple(shape), generator=g, dtype=torch.float32) for g in generators]
+    return torch.stack(draws).to(device)
+
+
+class FlowMatchingObjective:
+    """Rectified-flow velocity regression for the transformer (see the module docstring).
+
+    ``null_text``/``null_mask`` (``[L, D]`` and ``[L]``) are the unconditional prompt used
+    for dropped items; None means zeros with an all-False mask (no text at all).
+    """
+
+    component = "transformer"
+
+    def __init__(
+        self,
+        schedule: FlowMatchSchedule,
+        patch_size: tuple[int, int, int],
+        text_dropout: float = 0.0,
+        null_text: torch.Tensor | None = None,
+        null_mask: torch.Tensor | None = None,
+    ) -> None:
+        self.schedule = schedule
+        self.patch_size = patch_size
+        self.text_dropout = text_dropout
+        self.null_text = null_text
+        self.null_mask = null_mask
+
+    def num_tokens(self, latent_size: Sequence[int]) -> int:
+        """Transformer tokens of latents ``(T, h, w)`` (for the schedule's shift)."""
+        return math.prod(
+            size // patch for size, patch in zip(latent_size, self.patch_size, strict=True)
+        )
+
+    def loss(
+        self,
+        module: nn.Module,
+        batch: Batch,
+        generators: Sequence[torch.Generator],
+        device: torch.device,
+        *,
+        training: bool = True,
+    ) -> LossOutput:
+        x0 = batch["latents"].to(device=device, dtype=torch.float32)
+        text = batch["text"].to(device=device, dtype=torch.float32)
+        mask = batch["mask"].to(device=device, dtype=torch.bool)
+        tokens = self.num_tokens(x0.shape[2:])
+        noise = _stack_draws(generators, x0.shape[1:], device)
+        sigma = torch.cat(
+            [self.schedule.sample_training_sigmas(1, tokens, generator=g) for g in generators]
+        ).to(device)
+        if training and self.text_dropout > 0:
+            text, mask = self._drop_text(text, mask, generators)
+        x_sigma = add_noise(x0, noise, sigma)
+        velocity = module(x_sigma, sigma, text, mask)
+        loss = F.mse_loss(velocity.float(), velocity_target(x0, noise))
+        return LossOutput(loss, {"mse": float(loss.detach())})
+
+    def _drop_text(
+        self, text: torch.Tensor, mask: torch.Tensor, generators: Sequence[torch.Generator]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        draws = torch.cat([torch.rand(1, generator=g) for g in generators])
+        dropped = (draws < self.text_dropout).to(text.device)
+        if self.null_text is None or self.null_mask is None:
+            null_text = torch.zeros_like(text[0])
+            null_mask = torch.zeros_like(mask[0])
+        else:
+            null_text = self.null_text.to(device=text.device, dtype=text.dtype)
+            null_mask = self.null_mask.to(device=mask.device)
+        text = torch.where(dropped[:, None, None], null_text[None], text)
+        mask = torch.where(dropped[:, None], null_mask[None], mask)
+        return text, mask
+
+
+class VaeObjective:
+    """Reconstruction (L1 or MSE) + ``kl_weight`` x KL for the causal video VAE.
+
+    The KL term is the posterior's KL summed over latent elements, averaged over the batch.
+    Validation (``training=False``) decodes the posterior mean instead of a sample.
+    """
+
+    component = "vae"
+
+    def __init__(self, reconstruction: str = "l1", kl_weight: float = 1e-6) -> None:
+        if reconstruction not in ("l1", "mse"):
+            raise ValueError(f"reconstruction must be 'l1' or 'mse', got {reconstruction!r}")
+        self.reconstruction = reconstruction
+        self.kl_weight = kl_weight
+
+    def loss(
+        self,
+        module: nn.Module,
+        batch: Batch,
+        generators: Sequence[torch.Generator],
+        device: torch.device,
+        *,
+        training: bool = True,
+    ) -> LossOutput:
+        """``module`` is a :class:`VaeReconstruction` (possibly wrapped for DDP)."""
+        video = batch.to(device=device, dtype=torch.float32)
+        eps = None
+        if training:
+            latent_shape = _latent_shape(module, video.shape[2:])
+            eps = _stack_draws(generators, latent_shape, device)
+        reconstruction, kl = module(video, eps)
+        if self.reconstruction == "l1":
+            rec = F.l1_loss(reconstruction.float(), video)
+        else:
+            rec = F.mse_loss(reconstruction.float(), video)
+        kl = kl.mean()
+        loss = rec + self.kl_weight * kl
+        return LossOutput(loss, {"reconstruction": float(rec.detach()), "kl": float(kl.detach())})
+
+
+class VaeReconstruction(nn.Module):
+    """The VAE's round trip as one forward (what DDP wraps in mode ``vae``).
+
+    ``forward(video, eps)`` encodes, takes ``mean + std * eps`` (the mean when ``eps`` is
+    None), decodes, and returns the reconstruction and the per-item KL ``[B]``.
+    """
+
+    def __init__(self, vae: CausalVideoVAE) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(
+        self, video: torch.Tensor, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        posterior = self.vae.encode(video)
+        latents = posterior.mode()
+        if eps is not None:
+            latents = latents + posterior.std * eps.to(latents.dtype)
+        return self.vae.decode(latents), posterior.kl()
+
+
+def _latent_shape(module: nn.Module, video_size: Sequence[int]) -> tuple[int, ...]:
+    """``[C, T, h, w]`` of the latents of a ``(F, H, W)`` video, through DDP if wrapped."""
+    inner: Any = getattr(module, "module", module)
+    vae: CausalVideoVAE = inner.vae
+    return (vae.config.latent_channels, *vae.latent_shape(*video_size))

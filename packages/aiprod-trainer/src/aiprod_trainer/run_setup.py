@@ -1,0 +1,239 @@
+"""Everything a training run is built from, assembled from its config.
+
+:func:`build_run` loads or initialises the model, picks what trains (the VAE, the whole
+transformer, or LoRA adapters on it), and builds the optimizer, learning-rate schedule,
+EMA, objective and datasets. Problems a user can cause (data made for another model,
+bf16 without CUDA) raise :class:`TrainingError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aiprod_core.checkpoints import load_model
+from aiprod_core.diffusion import FlowMatchSchedule
+from aiprod_core.errors import AiprodError
+from aiprod_core.models import AiprodModel, build_model, get_preset
+from aiprod_core.vae import VideoShapeError
+from aiprod_trainer.clip_dataset import ClipDataset
+from aiprod_trainer.config import TrainConfig
+from aiprod_trainer.distributed import DistributedContext
+from aiprod_trainer.ema import ExponentialMovingAverage
+from aiprod_trainer.latent_cache import LatentDataset
+from aiprod_trainer.loops import (
+    FlowMatchingObjective,
+    Objective,
+    VaeObjective,
+    VaeReconstruction,
+    dataset_buckets,
+    mixed_seed,
+)
+from aiprod_trainer.lr_schedule import WarmupCosineSchedule
+
+LORA_INIT_STREAM = 2
+
+
+class TrainingError(AiprodError, ValueError):
+    """A run cannot start or continue as configured; the message says which setting."""
+
+
+@dataclass
+class RunParts:
+    """The objects one run trains with."""
+
+    model: AiprodModel
+    trained: nn.Module
+    forward_module: nn.Module
+    parameters: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    schedule: WarmupCosineSchedule
+    ema: ExponentialMovingAverage | None
+    objective: Objective
+    dataset: Any
+    validation_dataset: Any | None
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
+
+    def set_modes(self) -> None:
+        """Eval mode for the frozen parts of the model, train mode for what trains."""
+        self.model.eval()
+        self.forward_module.train()
+
+
+def seed_step(seed: int, step: int, rank: int) -> None:
+    """Reseed python, numpy and torch for one step of one rank (for dropout and the like)."""
+    value = mixed_seed(seed, step, rank)
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+
+
+def build_run(config: TrainConfig, context: DistributedContext) -> RunParts:
+    """Build the model, optimizer, schedule, EMA, objective and data of ``config``."""
+    device = context.device
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(
+            "training.device: 'cuda' was asked for but this host has no CUDA device; use "
+            "'auto' or 'cpu'"
+        )
+    autocast = _autocast_factory(config, device)
+    model = _initial_model(config).to(device)
+    model.requires_grad_(False)
+    if config.mode == "vae":
+        trained: nn.Module = model.vae
+        trained.requires_grad_(True)
+        forward_module: nn.Module = VaeReconstruction(model.vae)
+    elif config.mode == "dit":
+        trained = forward_module = model.transformer
+        trained.requires_grad_(True)
+    else:
+        from aiprod_trainer.lora import add_lora
+
+        with torch.random.fork_rng(devices=[]):  # adapters start from the seed alone
+            torch.manual_seed(mixed_seed(config.seed, LORA_INIT_STREAM))
+            trained = forward_module = add_lora(model.transformer, config.lora)
+    if config.mode != "vae":
+        model.transformer.gradient_checkpointing = config.training.gradient_checkpointing
+    dataset, validation_dataset = _datasets(config, model)
+    objective = _objective(config, model, dataset, device)
+    parameters = [p for p in trained.parameters() if p.requires_grad]
+    optim = config.optimizer
+    optimizer = torch.optim.AdamW(
+        parameters,
+        lr=optim.lr,
+        betas=optim.betas,
+        eps=optim.eps,
+        weight_decay=optim.weight_decay,
+    )
+    schedule = WarmupCosineSchedule(
+        optim.lr,
+        config.schedule.warmup_steps,
+        config.training.max_steps,
+        config.schedule.min_lr_ratio,
+    )
+    ema = ExponentialMovingAverage(trained, config.ema.decay) if config.ema.enabled else None
+    parts = RunParts(
+        model=model,
+        trained=trained,
+        forward_module=forward_module,
+        parameters=parameters,
+        optimizer=optimizer,
+        schedule=schedule,
+        ema=ema,
+        objective=objective,
+        dataset=dataset,
+        validation_dataset=validation_dataset,
+        autocast=autocast,
+    )
+    parts.set_modes()
+    return parts
+
+
+def _autocast_factory(
+    config: TrainConfig, device: torch.device
+) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    precision = config.training.precision
+    if precision == "bf16" and device.type != "cuda":
+        raise TrainingError(
+            f"training.precision: bf16 autocast runs on CUDA only, and this run trains on "
+            f"{device.type}; use 'auto' or 'fp32'"
+        )
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _initial_model(config: TrainConfig) -> AiprodModel:
+    if config.model.checkpoint is not None:
+        model, _ = load_model(config.model.checkpoint)
+        return model
+    assert config.model.preset is not None  # the config allows exactly one source
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return build_model(get_preset(config.model.preset))
+
+
+def _datasets(config: TrainConfig, model: AiprodModel) -> tuple[Any, Any | None]:
+    kind = ClipDataset if config.mode == "vae" else LatentDataset
+    key = "manifest" if config.mode == "vae" else "cache"
+    sources = [(f"data.{key}", config.training_data)]
+    if config.validation_data is not None:
+        sources.append((f"data.validation_{key}", config.validation_data))
+    datasets = []
+    for name, path in sources:
+        dataset = kind(path)
+        if len(dataset) == 0:
+            raise TrainingError(f"{name}: {path} holds no items")
+        if config.mode == "vae":
+            _check_clip_shapes(name, dataset, model)
+        datasets.append(dataset)
+    return datasets[0], datasets[1] if len(datasets) > 1 else None
+
+
+def _check_clip_shapes(name: str, dataset: ClipDataset, model: AiprodModel) -> None:
+    """Every clip's shape must be one the VAE takes (checked per bucket, before training)."""
+    for label, indices in dataset_buckets(dataset).items():
+        record = dataset.records[indices[0]]
+        try:
+            model.vae.validate_video_shape(record.frames, record.height, record.width)
+        except VideoShapeError as exc:
+            raise TrainingError(
+                f"{name}: {len(indices)} clip(s) of bucket {label} ({record.media}, ...) do not "
+                f"fit the VAE: {exc}"
+            ) from None
+
+
+def _objective(
+    config: TrainConfig, model: AiprodModel, dataset: Any, device: torch.device
+) -> Objective:
+    if config.mode == "vae":
+        return VaeObjective(config.vae.reconstruction, config.vae.kl_weight)
+    _check_cache(config, model, dataset)
+    null_text = null_mask = None
+    if (
+        config.training.text_dropout > 0
+        and config.training.text_dropout_embedding == "empty_prompt"
+    ):
+        with torch.no_grad():
+            empty = model.text_encoder.encode([""], device=device)
+        null_text, null_mask = empty.tokens[0].float(), empty.mask[0]
+        length = dataset[0]["text"].shape[0]
+        if null_text.shape[0] != length:
+            raise TrainingError(
+                f"data.cache: its text embeddings have {length} tokens but the model's text "
+                f"encoder makes {null_text.shape[0]}; recompute the cache with this model or "
+                "set training.text_dropout_embedding to 'zeros'"
+            )
+    return FlowMatchingObjective(
+        FlowMatchSchedule(model.config.diffusion),
+        model.config.transformer.patch_size,
+        config.training.text_dropout,
+        null_text,
+        null_mask,
+    )
+
+
+def _check_cache(config: TrainConfig, model: AiprodModel, dataset: Any) -> None:
+    """The cache must hold latents and text embeddings of this model's shapes."""
+    meta_preset = dataset.cache.meta.preset
+    if meta_preset != model.config.preset:
+        raise TrainingError(
+            f"data.cache: {config.training_data} was made for preset {meta_preset!r}; the "
+            f"model being trained is {model.config.preset!r}"
+        )
+    item = dataset[0]
+    channels, text_dim = item["latents"].shape[0], item["text"].shape[-1]
+    transformer = model.config.transformer
+    if channels != transformer.in_channels or text_dim != transformer.text_dim:
+        raise TrainingError(
+            f"data.cache: {config.training_data} holds {channels}-channel latents and "
+            f"{text_dim}-wide text embeddings; the model takes {transformer.in_channels} and "
+            f"{transformer.text_dim}"
+        )
