@@ -52,6 +52,8 @@ NEVER = 10**9  # checkpoint and log intervals: only the run's last step does eit
 
 @dataclass(frozen=True)
 class Result:
+    """One measurement: a mode of a preset on a device (``step_seconds`` is the median)."""
+
     mode: str
     preset: str
     device: str
@@ -156,6 +158,7 @@ def peak_memory_gib(device: Any) -> float:
 
 
 def memory_kind(device: Any, reset: bool) -> str:
+    """What the peak memory figure measures."""
     if device.type == "cuda":
         return "cuda allocated"
     return "process peak RSS" if reset else "process peak RSS since start"
@@ -172,12 +175,14 @@ class StepClock:
     reset: bool = True
 
     def before(self) -> None:
+        """Before a step: the first reading, and a new memory window once warm-up is over."""
         if not self.marks:
             self.marks.append(time.perf_counter())
         if len(self.marks) - 1 == self.warmup:
             self.reset = reset_peak_memory(self.device)
 
     def after(self) -> None:
+        """After a step (its CUDA work finished): a reading, and the memory of a timed step."""
         import torch
 
         if self.device.type == "cuda":
@@ -292,8 +297,7 @@ def measure(mode: str, preset: str, args: argparse.Namespace, device: Any) -> Re
         mode=mode, preset=preset, device=str(device), dtype="bf16 autocast" if cuda else "fp32",
         threads=torch.get_num_threads(), batch=batch, video=video,
         latent=latent_shape(preset, video), trainable_parameters=trainable, steps=args.steps,
-        step_seconds=seconds,
-        samples_per_second=per_second, peak_memory_gib=clock.peak,
+        step_seconds=seconds, samples_per_second=per_second, peak_memory_gib=clock.peak,
         memory_kind=memory_kind(device, clock.reset),
     )  # fmt: skip
 
@@ -329,8 +333,8 @@ def table(results: Sequence[Result]) -> str:
     for r in results:
         video, latent = "x".join(map(str, r.video)), "x".join(map(str, r.latent))
         lines.append(
-            f"| {r.mode} | {r.preset} | {r.device} | {r.dtype} | {r.threads} | {r.batch} x {video} "
-            f"| {latent} "
+            f"| {r.mode} | {r.preset} | {r.device} | {r.dtype} | {r.threads} "
+            f"| {r.batch} x {video} | {latent} "
             f"| {r.trainable_parameters / 1e6:.3f}M | {r.steps} | {r.step_seconds:.3f} "
             f"| {r.samples_per_second:.2f} | {r.peak_memory_gib:.2f} ({r.memory_kind}) |"
         )
