@@ -121,3 +121,15 @@ def test_mp4_is_readable_by_a_separate_ffmpeg(tmp_path: Path, smooth_clip: np.nd
     decoded = np.frombuffer(decoded_bytes, dtype=np.uint8).reshape(-1, 48, 64, 3)
     assert decoded.shape[0] == 12
     assert mean_abs_error(decoded, to_uint8_frames(smooth_clip)) < MAX_MEAN_ABS_ERROR
+
+
+def test_deterministic_encoding_gives_identical_bytes(tmp_path: Path) -> None:
+    import numpy as np
+
+    from aiprod_pipelines.video_io import write_mp4
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(9, 32, 32, 3), dtype=np.uint8)
+    first = write_mp4(tmp_path / "a.mp4", frames, fps=8, deterministic=True)
+    second = write_mp4(tmp_path / "b.mp4", frames, fps=8, deterministic=True)
+    assert first.read_bytes() == second.read_bytes()

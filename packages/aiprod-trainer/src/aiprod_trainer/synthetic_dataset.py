@@ -104,7 +104,14 @@ def write_synthetic_dataset(
             clip, width=settings.width, height=settings.height, frames=settings.frames
         )
         media = f"{CLIPS_DIR}/clip_{index:05d}.mp4"
-        write_mp4(output / media, pixels, fps=settings.fps, crf=settings.crf, odd_size="error")
+        write_mp4(
+            output / media,
+            pixels,
+            fps=settings.fps,
+            crf=settings.crf,
+            odd_size="error",
+            deterministic=True,
+        )
         records.append(
             ManifestRecord(
                 media=media,

@@ -133,8 +133,13 @@ def write_mp4(
     layout: Layout = "THWC",
     crf: int = DEFAULT_CRF,
     odd_size: OddSize = "pad",
+    deterministic: bool = False,
 ) -> Path:
     """Write an H.264 / yuv420p MP4 with PyAV.
+
+    ``deterministic=True`` encodes on one thread, so the same frames always give the same
+    bytes (x264's threaded encoding can differ from run to run on a busy machine); use it
+    for datasets that must be reproducible from a seed.
 
     yuv420p needs an even width and height. With ``odd_size="pad"`` (default) an odd
     dimension is padded by one row/column repeating the last one, so a 33x17 clip is
@@ -164,20 +169,22 @@ def write_mp4(
         )
     with _atomic_file(target) as temp:
         try:
-            _encode_h264(temp, frames, rate, crf)
+            _encode_h264(temp, frames, rate, crf, threads=1 if deterministic else 0)
         except (av.error.FFmpegError, OSError) as exc:
             raise VideoIOError(f"cannot write {target}: H.264 encoding failed ({exc})") from exc
     return target
 
 
-def _encode_h264(path: Path, frames: Uint8Frames, rate: Fraction, crf: int) -> None:
+def _encode_h264(
+    path: Path, frames: Uint8Frames, rate: Fraction, crf: int, threads: int = 0
+) -> None:
     _, height, width, _ = frames.shape
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream(H264_ENCODER, rate=rate)
         stream.width = width
         stream.height = height
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
+        stream.options = {"crf": str(crf), "threads": str(threads)}
         for index, pixels in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts = index
