@@ -37,8 +37,10 @@ def test_mp4_encoder_failure_keeps_previous_file(
     real_encode = writers._encode_h264
     partial: list[int] = []
 
-    def encode_then_fail(path: Path, frames: np.ndarray, rate: object, crf: int) -> None:
-        real_encode(path, frames[:2], rate, crf)
+    def encode_then_fail(
+        path: Path, frames: np.ndarray, rate: object, crf: int, threads: int = 0
+    ) -> None:
+        real_encode(path, frames[:2], rate, crf, threads)
         partial.append(path.stat().st_size)
         raise _disk_full()
 
@@ -54,7 +56,7 @@ def test_mp4_encoder_failure_keeps_previous_file(
 def test_mp4_interrupted_write_leaves_no_file(
     tmp_path: Path, smooth_clip: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(path: Path, *args: object) -> None:
+    def interrupted(path: Path, *args: object, **kwargs: object) -> None:
         path.write_bytes(b"\x00\x00\x00\x18ftypisom")
         raise KeyboardInterrupt
 
