@@ -43,6 +43,11 @@ OddSize = Literal["pad", "error"]
 
 #: H.264 encoder used for MP4; PyAV's binary wheels include it.
 H264_ENCODER = "libx264"
+#: x264's macroblock-tree rate control gave different bytes for the same frames from one
+#: encode to the next in one process (its assembly reads memory that earlier work left
+#: behind); without it the output depends only on the frames. On clips this short it
+#: changes file size and quality by little.
+X264_PARAMS = "mbtree=0"
 #: Default x264 constant rate factor: 0 is lossless, 18 is visually lossless, 51 worst.
 DEFAULT_CRF = 18
 #: GIF frame delays are whole centiseconds in 16 bits; viewers slow down delays under 2 cs.
@@ -137,9 +142,9 @@ def write_mp4(
 ) -> Path:
     """Write an H.264 / yuv420p MP4 with PyAV.
 
-    ``deterministic=True`` encodes on one thread, so the same frames always give the same
-    bytes (x264's threaded encoding can differ from run to run on a busy machine); use it
-    for datasets that must be reproducible from a seed.
+    The same frames always give the same bytes on one machine (see :data:`X264_PARAMS`). ``deterministic=True`` also
+    encodes on one thread, so the bytes do not depend on the number of CPU cores; use it for
+    datasets that must be reproducible from a seed.
 
     yuv420p needs an even width and height. With ``odd_size="pad"`` (default) an odd
     dimension is padded by one row/column repeating the last one, so a 33x17 clip is
@@ -184,7 +189,7 @@ def _encode_h264(
         stream.width = width
         stream.height = height
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "threads": str(threads)}
+        stream.options = {"crf": str(crf), "threads": str(threads), "x264-params": X264_PARAMS}
         for index, pixels in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts = index
