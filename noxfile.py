@@ -478,6 +478,14 @@ def gpu_smoke(session: nox.Session) -> None:
     session.run(str(python), str(script), *session.posargs, external=True)
 
 
+@nox.session(venv_backend="none", default=False)
+def demo(session: nox.Session) -> None:
+    """The main job: train the tiny model on synthetic data, then generate videos."""
+    script = SCRIPTS / "dev" / "demo.py"
+    python = script_environment(session, script)
+    session.run(str(python), str(script), *session.posargs, external=True)
+
+
 def _category_session(category: str) -> None:
     def run(session: nox.Session) -> None:
         run_category(session, category)

@@ -73,19 +73,34 @@ class ClipDataset(Dataset[torch.Tensor]):
 
     ``manifest`` is a path (loaded with media checks) or a loaded :class:`Manifest`. A
     clip that cannot be read raises :class:`ClipError` naming its file.
+
+    With ``keep_in_memory`` each clip is decoded once and then served from memory (a
+    32x32, 9-frame clip takes 110 KiB; decoding it costs about 3 ms, a fifth of a tiny
+    VAE step). Items are returned as copies, so a caller cannot change what is kept.
+    Each DataLoader worker process keeps its own copy.
     """
 
-    def __init__(self, manifest: Manifest | str | os.PathLike[str]) -> None:
+    def __init__(
+        self, manifest: Manifest | str | os.PathLike[str], *, keep_in_memory: bool = False
+    ) -> None:
         self.manifest = (
             manifest
             if isinstance(manifest, Manifest)
             else load_manifest(manifest, check_media=True)
         )
         self.records = self.manifest.records
+        self.keep_in_memory = keep_in_memory
+        self._kept: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        kept = self._kept.get(index)
+        if kept is not None:
+            return kept.clone()
         record = self.records[index]
-        return load_clip(self.manifest.media_path(record), record)
+        clip = load_clip(self.manifest.media_path(record), record)
+        if self.keep_in_memory:
+            self._kept[index] = clip.clone()
+        return clip

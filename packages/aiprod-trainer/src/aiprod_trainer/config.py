@@ -77,6 +77,7 @@ class DataSection(_Section):
     batch_size: Count = 1
     shuffle: Switch = True
     num_workers: NonNegativeCount = 0
+    keep_in_memory: Switch = False
 
 
 class OptimizerSection(_Section):
@@ -183,6 +184,11 @@ class TrainConfig(_Section):
             raise ValueError(f"data.{wanted}: required in mode {self.mode!r}")
         if getattr(self.data, other) is not None:
             raise ValueError(f"data.{other}: not used in mode {self.mode!r}; use data.{wanted}")
+        if self.data.keep_in_memory and self.mode != "vae":
+            raise ValueError(
+                f"data.keep_in_memory: only for decoded video clips (mode 'vae'), not mode "
+                f"{self.mode!r}, whose latent cache is read from safetensors shards"
+            )
         return self
 
     @property

@@ -161,14 +161,17 @@ def _initial_model(config: TrainConfig) -> AiprodModel:
 
 
 def _datasets(config: TrainConfig, model: AiprodModel) -> tuple[Any, Any | None]:
-    kind = ClipDataset if config.mode == "vae" else LatentDataset
     key = "manifest" if config.mode == "vae" else "cache"
     sources = [(f"data.{key}", config.training_data)]
     if config.validation_data is not None:
         sources.append((f"data.validation_{key}", config.validation_data))
     datasets = []
     for name, path in sources:
-        dataset = kind(path)
+        dataset = (
+            ClipDataset(path, keep_in_memory=config.data.keep_in_memory)
+            if config.mode == "vae"
+            else LatentDataset(path)
+        )
         if len(dataset) == 0:
             raise TrainingError(f"{name}: {path} holds no items")
         if config.mode == "vae":

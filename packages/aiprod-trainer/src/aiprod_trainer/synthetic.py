@@ -216,15 +216,39 @@ def _shape_mask(
     return np.asarray((dy >= -half) & (dy <= half) & (np.abs(dx) <= depth))
 
 
+def palette_radius(palette: Mapping[str, RGB] = PALETTE) -> float:
+    """Half the smallest RGB distance between two palette colours.
+
+    A pixel closer than this to a palette colour is nearer to it than to any other, so it
+    is that colour beyond doubt; pixels farther from every colour (edge blends, compression
+    ringing) are ambiguous. For :data:`PALETTE` it is 80 (blue and cyan are 160 apart).
+    """
+    colors = np.asarray(list(palette.values()), dtype=np.float64)
+    if len(colors) < 2:
+        raise ValueError(f"palette: expected at least 2 colours, got {len(colors)}")
+    distances = np.sqrt(((colors[:, None, :] - colors[None, :, :]) ** 2).sum(axis=2))
+    return float(distances[np.triu_indices(len(colors), k=1)].min() / 2)
+
+
 def classify_pixels(
-    frame: npt.NDArray[np.uint8], palette: Mapping[str, RGB] = PALETTE
+    frame: npt.NDArray[np.uint8],
+    palette: Mapping[str, RGB] = PALETTE,
+    *,
+    max_distance: float | None = None,
 ) -> dict[str, int]:
-    """How many pixels of an RGB frame ``(H, W, 3)`` lie nearest each palette colour."""
+    """How many pixels of an RGB frame ``(H, W, 3)`` lie nearest each palette colour.
+
+    With ``max_distance``, only pixels closer than that to their nearest colour are counted
+    (pass :func:`palette_radius` to count only unambiguous pixels).
+    """
     names = list(palette)
     colors = np.asarray([palette[name] for name in names], dtype=np.int32)
     pixels = np.asarray(frame, dtype=np.int32).reshape(-1, 3)
     distances = ((pixels[:, None, :] - colors[None, :, :]) ** 2).sum(axis=2)
-    counts = np.bincount(distances.argmin(axis=1), minlength=len(names))
+    nearest = distances.argmin(axis=1)
+    if max_distance is not None:
+        nearest = nearest[distances.min(axis=1) < max_distance**2]
+    counts = np.bincount(nearest, minlength=len(names))
     return {name: int(count) for name, count in zip(names, counts, strict=True)}
 
 

@@ -11,13 +11,15 @@ import pytest
 import torch
 import yaml
 
+from aiprod_core.models import get_preset
 from aiprod_pipelines.video_io import write_video
 from aiprod_trainer.latent_cache import CacheMeta, LatentCacheWriter
 from aiprod_trainer.manifest import ManifestRecord, write_manifest
 from aiprod_trainer.synthetic import render_clip, sample_clip
 
-TEXT_LENGTH = 32  # the tiny preset's text encoder max_length
-TEXT_DIM = 64
+TINY = get_preset("tiny")
+TEXT_LENGTH = TINY.text_encoder.max_length
+TEXT_DIM = TINY.text_encoder.dim
 
 
 def write_latent_cache(

@@ -77,7 +77,7 @@ def test_text_of_another_length_needs_zeros_dropout(
     with pytest.raises(TrainingError) as error:
         trainer_for(write_config, {})
     assert str(error.value) == (
-        "data.cache: its text embeddings have 16 tokens but the model's text encoder makes 32; "
+        "data.cache: its text embeddings have 16 tokens but the model's text encoder makes 64; "
         "recompute the cache with this model or set training.text_dropout_embedding to 'zeros'"
     )
     trainer = trainer_for(write_config, {"training": {"text_dropout_embedding": "zeros"}})

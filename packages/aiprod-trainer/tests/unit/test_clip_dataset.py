@@ -50,6 +50,35 @@ def test_dataset_reads_resizes_and_crops_a_real_mp4(
     assert dataset[1].shape == (3, 7, 24, 32)
 
 
+def test_keep_in_memory_decodes_each_clip_once_and_hands_out_copies(
+    tmp_path: Path,
+    red_clip: Path,
+    make_record: Callable[..., ManifestRecord],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    record = make_record(media="clips/red.mp4", width=16, height=16, frames=5, fps=8)
+    manifest = write_manifest([record], tmp_path / "train.jsonl")
+    reads: list[Path] = []
+
+    def counting_load(path: Path, record: ManifestRecord) -> torch.Tensor:
+        reads.append(path)
+        return load_clip(path, record)
+
+    monkeypatch.setattr("aiprod_trainer.clip_dataset.load_clip", counting_load)
+    kept = ClipDataset(manifest, keep_in_memory=True)
+    first = kept[0]
+    first.fill_(0.0)  # changing an item must not change what is kept
+    second = kept[0]
+    assert len(reads) == 1
+    assert torch.equal(second, ClipDataset(manifest)[0])
+    assert second.mean(dim=(1, 2, 3))[0] > 0.9
+    assert len(reads) == 2  # the dataset without keep_in_memory decodes every time
+    plain = ClipDataset(manifest)
+    plain[0]
+    plain[0]
+    assert len(reads) == 4
+
+
 def test_cover_resize_then_center_crop_is_exact_for_known_pixels() -> None:
     frames = solid(BLUE, 2, 16, 32)
     frames[:, :, 8:24] = RED  # a red middle between blue side bands

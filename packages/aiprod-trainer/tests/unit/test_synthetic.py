@@ -22,6 +22,7 @@ from aiprod_trainer.synthetic import (
     caption_for,
     classify_pixels,
     dominant_colors,
+    palette_radius,
     parse_caption,
     render_clip,
     sample_clip,
@@ -223,6 +224,25 @@ def test_nearest_colour_tolerates_compression_noise() -> None:
     frame = render_clip(centred("circle"), width=32, height=32, frames=1)[0]
     noisy = np.clip(frame.astype(int) + rng.integers(-40, 41, frame.shape), 0, 255).astype(np.uint8)
     assert dominant_colors(noisy) == ["blue", "red"]
+
+
+def test_palette_radius_is_half_the_closest_pair() -> None:
+    assert palette_radius() == pytest.approx(80.0)  # blue and cyan are 160 apart
+    assert palette_radius({"black": (0, 0, 0), "white": (30, 40, 0)}) == pytest.approx(25.0)
+    with pytest.raises(ValueError, match="at least 2 colours"):
+        palette_radius({"black": (0, 0, 0)})
+
+
+def test_max_distance_leaves_ambiguous_pixels_uncounted() -> None:
+    frame = np.empty((1, 4, 3), dtype=np.uint8)
+    frame[0, :2] = PALETTE["blue"]
+    frame[0, 2] = (150, 90, 170)  # a blend: nearest magenta, but 99.5 from it
+    frame[0, 3] = (200, 50, 50)  # a slightly off red
+    every = classify_pixels(frame)
+    assert (every["blue"], every["magenta"], every["red"]) == (2, 1, 1)
+    sure = classify_pixels(frame, max_distance=palette_radius())
+    assert (sure["blue"], sure["magenta"], sure["red"]) == (2, 0, 1)
+    assert sum(sure.values()) == 3
 
 
 def test_caption_colours_match_only_the_right_frame() -> None:

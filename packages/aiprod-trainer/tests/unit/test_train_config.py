@@ -157,6 +157,11 @@ def test_data_must_fit_the_mode(tmp_path: Path) -> None:
     assert error_of(tmp_path, both, check_paths=False) == (
         f"{path}: data.manifest: not used in mode 'dit'; use data.cache"
     )
+    kept = with_changes(data={"cache": "c", "keep_in_memory": True})
+    assert error_of(tmp_path, kept, check_paths=False) == (
+        f"{path}: data.keep_in_memory: only for decoded video clips (mode 'vae'), not mode "
+        "'dit', whose latent cache is read from safetensors shards"
+    )
 
 
 def test_missing_files(tmp_path: Path) -> None:

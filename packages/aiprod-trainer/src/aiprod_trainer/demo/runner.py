@@ -1,0 +1,243 @@
+"""Run the demo's stages in order, reusing what an earlier run left in the work folder.
+
+    paths = DemoPaths.from_config(load_config())
+    report = run_demo(FULL, paths, load_config())     # -> DemoReport; report.json written
+
+Stages: ``data`` (synthetic clips, train/val split), ``vae`` (train the VAE), ``latents``
+(encode the clips and captions), ``dit`` (train the transformer), ``export`` (the bundle to
+the registry's path for ``aiprod-tiny``), ``evaluate`` (held-out loss, untrained against
+trained), ``generate`` (the prompts as mp4 files, colour checks, contact sheet).
+
+Reuse: data, latents and finished training runs in the work folder are kept, so a second
+run only evaluates and generates; ``retrain=True`` empties the work folder first. A
+training run that was interrupted continues from its last checkpoint. A work folder made
+with other settings (``demo.json`` records them) is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from aiprod_core.atomic import atomic_write_text
+from aiprod_core.config import AiprodConfig
+from aiprod_core.models import get_preset
+from aiprod_pipelines.pipelines import load_model
+from aiprod_trainer.demo import stages
+from aiprod_trainer.demo.evidence import color_check, loss_check
+from aiprod_trainer.demo.report import DemoReport, StageRecord
+from aiprod_trainer.demo.settings import PRESET, REGISTRY_NAME, DemoProfile, dit_config, vae_config
+from aiprod_trainer.demo.stages import DemoError
+from aiprod_trainer.synthetic_dataset import TRAIN_NAME, VAL_NAME
+from aiprod_trainer.trainer import FINAL_MODEL, FitResult
+
+STAMP = "demo.json"
+TITLES = {
+    "data": "Synthetic data: coloured shapes moving over a background, with captions",
+    "vae": "VAE training (tiny preset): clips -> latents -> clips",
+    "latents": "Latents: encoding clips with the trained VAE, captions with the text encoder",
+    "dit": "Transformer training: flow matching on the latents, prompts dropped at random",
+    "export": f"Export: the trained model to the registry's {REGISTRY_NAME} path",
+    "evaluate": "Evaluation: held-out loss of the untrained and the trained transformer",
+    "generate": "Generation: the prompts as videos, checked against their colours",
+}
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where the demo reads and writes: outputs, its work folder, the registry's model file."""
+
+    output: Path
+    work: Path
+    model: Path
+
+    @classmethod
+    def from_config(
+        cls, config: AiprodConfig, output: Path | None = None, work: Path | None = None
+    ) -> DemoPaths:
+        """Defaults: ``<paths.outputs>/demo`` and its ``work`` subfolder."""
+        output = (output or config.resolve(config.paths.outputs) / "demo").resolve()
+        work = (work or output / "work").resolve()
+        return cls(output, work, config.model_file(REGISTRY_NAME))
+
+    @property
+    def dataset(self) -> Path:
+        return self.work / "dataset"
+
+    @property
+    def vae_run(self) -> Path:
+        return self.work / "vae"
+
+    @property
+    def dit_run(self) -> Path:
+        return self.work / "dit"
+
+    def cache(self, split: str) -> Path:
+        return self.work / "latents" / split
+
+    def manifest(self, split: str) -> Path:
+        return self.dataset / {"train": TRAIN_NAME, "val": VAL_NAME}[split]
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "output": str(self.output),
+            "work": str(self.work),
+            "model": str(self.model),
+            "report": str(self.output / "report.json"),
+        }
+
+
+def prepare_work(paths: DemoPaths, profile: DemoProfile, retrain: bool) -> None:
+    """Empty the work folder for ``retrain``; refuse one made with other settings."""
+    stamp = paths.work / STAMP
+    occupied = paths.work.is_dir() and any(paths.work.iterdir())
+    if occupied and not stamp.is_file():
+        raise DemoError(
+            f"{paths.work}: not a demo work folder (it has no {STAMP}) and not empty; "
+            "choose another --workdir"
+        )
+    if retrain and paths.work.exists():
+        shutil.rmtree(paths.work)
+    elif stamp.is_file():
+        try:
+            recorded = json.loads(stamp.read_text(encoding="utf-8"))["fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DemoError(f"{stamp}: unreadable ({exc}); pass --retrain to start over") from None
+        if recorded != profile.fingerprint():
+            raise DemoError(
+                f"{paths.work}: holds a demo run made with other settings; pass --retrain "
+                "to start over there, or choose another --workdir"
+            )
+        return
+    paths.work.mkdir(parents=True, exist_ok=True)
+    record = {"fingerprint": profile.fingerprint(), "settings": profile.to_json()}
+    atomic_write_text(stamp, json.dumps(record, indent=2) + "\n")
+
+
+class Console:
+    """Stage headers and notes on ``stream`` (progress bars go to stderr through tqdm)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.count = 0
+
+    def header(self, name: str) -> None:
+        self.count += 1
+        print(f"\n==> [{self.count}/{len(TITLES)}] {TITLES[name]}", file=self.stream, flush=True)
+
+    def note(self, text: str) -> None:
+        print(f"    {text}", file=self.stream, flush=True)
+
+
+def _fit_details(result: FitResult) -> dict[str, object]:
+    return {
+        "steps": result.step,
+        "first_loss": result.losses[0][1] if result.losses else None,
+        "last_loss": result.losses[-1][1] if result.losses else None,
+        "validation": [{"step": step, "loss": loss} for step, loss in result.validation],
+    }
+
+
+def run_demo(
+    profile: DemoProfile,
+    paths: DemoPaths,
+    config: AiprodConfig,
+    *,
+    retrain: bool = False,
+    stream: TextIO = sys.stdout,
+) -> DemoReport:
+    """Run every stage (see the module docstring), write ``report.json``, return the report."""
+    started = time.perf_counter()
+    console = Console(stream)
+    truncated = stages.prompt_truncations(get_preset(PRESET), profile.prompts)
+    if truncated and profile.enforce_evidence:
+        raise DemoError("the colour check cannot pass: " + "; ".join(truncated))
+    prepare_work(paths, profile, retrain)
+    report = DemoReport(profile, paths.to_json(), warnings=list(truncated))
+
+    @contextlib.contextmanager
+    def stage(name: str) -> Iterator[StageRecord]:
+        console.header(name)
+        record = StageRecord(name, "ran", 0.0)
+        begun = time.perf_counter()
+        yield record
+        record.seconds = time.perf_counter() - begun
+        report.stages.append(record)
+        console.note(f"{record.status} in {record.seconds:.1f} s")
+
+    vae_model, dit_model = paths.vae_run / FINAL_MODEL, paths.dit_run / FINAL_MODEL
+    with stage("data") as record:
+        if paths.manifest("train").is_file() and paths.manifest("val").is_file():
+            record.status = "reused"
+        else:
+            dataset = stages.make_dataset(paths.dataset, profile)
+            record.details = {"clips": len(dataset.records), "train": dataset.train}
+        console.note(f"dataset: {paths.dataset}")
+
+    with stage("vae") as record:
+        if vae_model.is_file():
+            record.status = "reused"
+        else:
+            train_manifest, val_manifest = paths.manifest("train"), paths.manifest("val")
+            result = stages.train(vae_config(profile, paths.vae_run, train_manifest, val_manifest))
+            record.details = _fit_details(result)
+        console.note(f"model: {vae_model}")
+
+    with stage("latents") as record:
+        splits = ("train", "val")
+        if all(stages.cache_is_complete(paths.cache(s), paths.manifest(s)) for s in splits):
+            record.status = "reused"
+        else:
+            encoder = stages.load_bundle(vae_model)
+            record.details = {
+                f"{split}_encoded": stages.encode_latents(
+                    paths.manifest(split), paths.cache(split), encoder, vae_model, desc=split
+                )
+                for split in splits
+            }
+        console.note(f"caches: {paths.cache('train')}, {paths.cache('val')}")
+
+    with stage("dit") as record:
+        if dit_model.is_file():
+            record.status = "reused"
+        else:
+            dit = dit_config(profile, paths.dit_run, vae_model, *map(paths.cache, splits))
+            record.details = _fit_details(stages.train(dit))
+        console.note(f"model: {dit_model}")
+
+    with stage("export") as record:
+        record.details = {"path": str(paths.model)}
+        if stages.same_weights(dit_model, paths.model):
+            record.status = "reused"
+        else:
+            record.details["sha256"] = stages.export_model(dit_model, paths.model)
+        console.note(f"{REGISTRY_NAME}: {paths.model}")
+
+    with stage("evaluate") as record:
+        model = load_model(REGISTRY_NAME, config=config, device="cpu").model
+        untrained = stages.flow_loss(stages.load_bundle(vae_model), paths.cache("val"))
+        report.loss = loss_check(untrained, stages.flow_loss(model, paths.cache("val")))
+        record.details = report.loss.to_json()
+        console.note(report.loss.describe())
+
+    with stage("generate") as record:
+        paths.output.mkdir(parents=True, exist_ok=True)
+        clips = stages.generate(model, profile, paths.output)
+        for clip in clips:
+            check = color_check(clip.frames, clip.prompt, check_shape=profile.require_shape_color)
+            report.colors.append(check)
+            console.note(check.describe())
+        report.videos = [str(clip.path) for clip in clips]
+        sheet = stages.write_sheet(paths.output / "contact_sheet.png", clips)
+        report.contact_sheet = str(sheet)
+
+    report.total_seconds = time.perf_counter() - started
+    report.write(paths.output / "report.json")
+    return report

@@ -1,0 +1,169 @@
+"""What the demo trains and generates: two profiles, ``full`` (the README's run) and ``quick``.
+
+:class:`DemoProfile` holds every number the demo uses; :func:`vae_config` and
+:func:`dit_config` turn it into the :class:`~aiprod_trainer.config.TrainConfig` of each
+training run, so the demo trains through the same code path as ``aiprod-train``. Each run
+directory keeps the config it was started with as ``config.json``.
+
+The ``full`` profile is sized to finish within 10 minutes on 2 CPU cores while leaving the
+evidence checks a wide margin; ``quick`` runs in seconds for tests and does not enforce
+the evidence thresholds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiprod_trainer.config import TrainConfig
+from aiprod_trainer.synthetic import caption_for
+
+PRESET = "tiny"
+REGISTRY_NAME = "aiprod-tiny"
+
+#: The prompts the demo generates: every colour of the palette appears, as a shape or as
+#: a background, and the four shapes and motions vary.
+PROMPTS: tuple[str, ...] = (
+    caption_for("red", "circle", "left", "blue"),
+    caption_for("yellow", "square", "right", "black"),
+    caption_for("white", "triangle", "up", "green"),
+    caption_for("cyan", "circle", "down", "magenta"),
+)
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    """Every setting of one demo run (see the module docstring)."""
+
+    name: str
+    # data: synthetic clips of coloured shapes (aiprod_trainer.synthetic)
+    clips: int
+    val_fraction: float
+    width: int = 32
+    height: int = 32
+    frames: int = 9
+    fps: int = 8
+    seed: int = 0
+    # VAE: reconstruction (MSE) + KL
+    vae_steps: int = 2000
+    vae_batch: int = 8
+    vae_lr: float = 5e-4
+    vae_kl_weight: float = 1e-7
+    vae_reconstruction: str = "mse"
+    # DiT: flow matching on the cached latents, with prompt dropout for guidance
+    dit_steps: int = 6000
+    dit_batch: int = 16
+    dit_lr: float = 1e-3
+    text_dropout: float = 0.15
+    ema_decay: float | None = None
+    # generation
+    prompts: tuple[str, ...] = PROMPTS
+    sample_steps: int = 30
+    guidance_scale: float = 4.0
+    # evidence
+    min_loss_drop: float = 0.30
+    require_shape_color: bool = True
+    enforce_evidence: bool = True
+
+    def fingerprint(self) -> str:
+        """A digest of every setting: a work folder made with other settings is not reused."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FULL = DemoProfile(name="full", clips=768, val_fraction=0.0625)
+
+QUICK = DemoProfile(
+    name="quick",
+    clips=12,
+    val_fraction=0.25,
+    width=16,
+    height=16,
+    frames=5,
+    vae_steps=4,
+    vae_batch=4,
+    dit_steps=6,
+    dit_batch=4,
+    prompts=PROMPTS[:2],
+    sample_steps=3,
+    enforce_evidence=False,
+)
+
+PROFILES = {profile.name: profile for profile in (FULL, QUICK)}
+
+
+def _common(profile: DemoProfile, run_dir: Path, steps: int) -> dict[str, Any]:
+    return {
+        "run_dir": str(run_dir),
+        "seed": profile.seed,
+        "schedule": {"warmup_steps": max(1, steps // 20), "min_lr_ratio": 0.05},
+        "checkpoints": {"every": max(1, steps // 3), "keep_last": 1},
+    }
+
+
+def vae_config(
+    profile: DemoProfile, run_dir: Path, train_manifest: Path, val_manifest: Path
+) -> TrainConfig:
+    """Train the tiny preset's VAE from a seeded random init on the clip manifests."""
+    steps = profile.vae_steps
+    return TrainConfig.model_validate(
+        {
+            **_common(profile, run_dir, steps),
+            "mode": "vae",
+            "model": {"preset": PRESET},
+            "data": {
+                "manifest": str(train_manifest),
+                "validation_manifest": str(val_manifest),
+                "batch_size": profile.vae_batch,
+                "keep_in_memory": True,
+            },
+            "optimizer": {"lr": profile.vae_lr, "weight_decay": 0.0},
+            "training": {"max_steps": steps, "device": "cpu", "log_every": 25},
+            "validation": {"every": steps, "at_start": True, "reconstructions": 2},
+            "vae": {
+                "reconstruction": profile.vae_reconstruction,
+                "kl_weight": profile.vae_kl_weight,
+            },
+        }
+    )
+
+
+def dit_config(
+    profile: DemoProfile, run_dir: Path, vae_model: Path, train_cache: Path, val_cache: Path
+) -> TrainConfig:
+    """Train the transformer of the VAE run's bundle on the latent caches."""
+    steps = profile.dit_steps
+    ema = (
+        {"enabled": True, "decay": profile.ema_decay}
+        if profile.ema_decay is not None
+        else {"enabled": False}
+    )
+    return TrainConfig.model_validate(
+        {
+            **_common(profile, run_dir, steps),
+            "mode": "dit",
+            "model": {"checkpoint": str(vae_model)},
+            "data": {
+                "cache": str(train_cache),
+                "validation_cache": str(val_cache),
+                "batch_size": profile.dit_batch,
+            },
+            "optimizer": {"lr": profile.dit_lr, "weight_decay": 0.0},
+            "training": {
+                "max_steps": steps,
+                "device": "cpu",
+                "text_dropout": profile.text_dropout,
+                "text_dropout_embedding": "empty_prompt",
+                "log_every": 50,
+            },
+            "ema": ema,
+            "validation": {"every": max(1, steps // 4), "at_start": True, "max_items": 64},
+        }
+    )

@@ -1,0 +1,249 @@
+"""The demo's stages, each a plain function: data, training, latents, evaluation, export,
+generation. :mod:`aiprod_trainer.demo.runner` runs them in order and decides what to reuse.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from tqdm import tqdm
+
+from aiprod_core.checkpoints import (
+    CheckpointError,
+    file_sha256,
+    load_model,
+    read_checkpoint,
+    read_sidecar,
+    save_checkpoint,
+)
+from aiprod_core.diffusion import FlowMatchSchedule
+from aiprod_core.errors import AiprodError
+from aiprod_core.models import AiprodModel, ModelConfig
+from aiprod_core.text import ByteTokenizer
+from aiprod_pipelines.pipelines import GenerationRequest, TextToVideoPipeline
+from aiprod_pipelines.video_io import write_video
+from aiprod_trainer.clip_dataset import load_clip
+from aiprod_trainer.config import TrainConfig
+from aiprod_trainer.contact_sheet import write_contact_sheet
+from aiprod_trainer.demo.settings import DemoProfile
+from aiprod_trainer.latent_cache import CacheMeta, LatentCache, LatentCacheWriter, LatentDataset
+from aiprod_trainer.loops import FlowMatchingObjective
+from aiprod_trainer.manifest import load_manifest
+from aiprod_trainer.synthetic_dataset import (
+    SyntheticDataset,
+    SyntheticSettings,
+    write_synthetic_dataset,
+)
+from aiprod_trainer.trainer import FitResult, Trainer
+from aiprod_trainer.validation import heldout_loss
+
+#: Seed of the noise and noise levels of the held-out loss (the trainer's default too).
+HELDOUT_SEED = 1234
+ENCODE_BATCH = 16
+CPU = torch.device("cpu")
+
+
+class DemoError(AiprodError):
+    """The demo cannot go on; the message says why and what to do."""
+
+
+def make_dataset(folder: Path, profile: DemoProfile) -> SyntheticDataset:
+    """Write the synthetic clips and their train/val manifests into ``folder``."""
+    settings = SyntheticSettings(
+        count=profile.clips,
+        width=profile.width,
+        height=profile.height,
+        frames=profile.frames,
+        fps=float(profile.fps),
+        seed=profile.seed,
+        val_fraction=profile.val_fraction,
+    )
+    return write_synthetic_dataset(
+        folder, settings, progress=lambda items: tqdm(items, desc="clips", unit="clip")
+    )
+
+
+def train(config: TrainConfig) -> FitResult:
+    """Train ``config`` to its last step, continuing from a checkpoint left in its run_dir."""
+    trainer = Trainer(config, resume=True)
+    result = trainer.fit()
+    if not result.completed:
+        raise DemoError(
+            f"{config.mode} training stopped at step {result.step} of "
+            f"{config.training.max_steps} (checkpoint in {config.run_dir}); run the demo "
+            "again to continue"
+        )
+    return result
+
+
+def prompt_truncations(model_config: ModelConfig, prompts: Sequence[str]) -> list[str]:
+    """A line per prompt the model's text encoder would cut short (it reads a fixed length)."""
+    encoder = model_config.text_encoder
+    if encoder.kind != "builtin":
+        return []
+    tokenizer = ByteTokenizer(encoder.max_length)
+    room = encoder.max_length - 2
+    lines = []
+    for prompt in prompts:
+        size = len(prompt.encode("utf-8"))
+        if len(tokenizer.encode_one(prompt)) - 2 < size:
+            kept = prompt.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+            lines.append(
+                f"{prompt!r} has {size} bytes but preset {model_config.preset!r} reads "
+                f"{room} (text_encoder.max_length {encoder.max_length}): the model only sees "
+                f"{kept!r}"
+            )
+    return lines
+
+
+def encode_latents(
+    manifest_path: Path, cache: Path, model: AiprodModel, weights: Path, *, desc: str
+) -> int:
+    """Add the clips of ``manifest_path`` missing from ``cache``; returns how many were added.
+
+    Latents are the VAE posterior means; captions go through the model's text encoder. The
+    cache records the weights' digest, so a cache made with other weights is refused.
+    """
+    manifest = load_manifest(manifest_path)
+    config = model.config
+    digest = read_sidecar(weights) or file_sha256(weights)
+    meta = CacheMeta(
+        config.preset,
+        config.text_encoder.kind,
+        {
+            "weights": f"checkpoint sha256:{digest}",
+            "latents": "mean",
+            "sample_seed": None,
+            "vae": config.vae.model_dump(mode="json"),
+            "text_encoder": config.text_encoder.model_dump(mode="json"),
+        },
+    )
+    with LatentCacheWriter(cache, meta) as writer:
+        done = writer.done_ids()
+        todo = [record for record in manifest.records if record.media not in done]
+        with tqdm(total=len(todo), desc=desc, unit="clip") as progress:
+            for start in range(0, len(todo), ENCODE_BATCH):
+                batch = todo[start : start + ENCODE_BATCH]
+                clips = torch.stack([load_clip(manifest.media_path(r), r) for r in batch])
+                with torch.inference_mode():
+                    latents = model.vae.encode(clips).mean.float()
+                    text = model.text_encoder.encode([r.caption for r in batch], device=CPU)
+                for index, record in enumerate(batch):
+                    tokens = text.tokens[index].float()
+                    writer.add(record.media, latents[index], tokens, text.mask[index], record)
+                progress.update(len(batch))
+    return len(todo)
+
+
+def cache_is_complete(cache: Path, manifest_path: Path) -> bool:
+    """Whether ``cache`` holds an item for every record of ``manifest_path``."""
+    if not (cache / "index.jsonl").is_file():
+        return False
+    wanted = {record.media for record in load_manifest(manifest_path).records}
+    return wanted <= {entry.id for entry in LatentCache(cache).entries}
+
+
+def flow_loss(model: AiprodModel, cache: Path) -> float:
+    """The held-out flow-matching loss of ``model``'s transformer on every item of ``cache``.
+
+    Noise and noise levels come from generators seeded by :data:`HELDOUT_SEED` and the item
+    index, and no prompt is dropped, so two models are measured on exactly the same task.
+    """
+    objective = FlowMatchingObjective(
+        FlowMatchSchedule(model.config.diffusion), model.config.transformer.patch_size
+    )
+    dataset = LatentDataset(cache)
+    return heldout_loss(
+        objective,
+        model.transformer,
+        dataset,
+        seed=HELDOUT_SEED,
+        max_items=len(dataset),
+        batch_size=ENCODE_BATCH,
+        device=CPU,
+    )
+
+
+def load_bundle(path: Path) -> AiprodModel:
+    """A bundle checkpoint on the CPU, in eval mode."""
+    model, _ = load_model(path, device=CPU)
+    return model.eval()
+
+
+def same_weights(source: Path, target: Path) -> bool:
+    """Whether ``target`` holds the model ``source`` holds (False when unreadable or absent)."""
+    if not target.is_file():
+        return False
+    try:
+        mine, theirs = read_checkpoint(source), read_checkpoint(target)
+    except CheckpointError:
+        return False
+    return (
+        mine.config == theirs.config
+        and mine.component == theirs.component
+        and mine.tensors.keys() == theirs.tensors.keys()
+        and all(torch.equal(mine.tensors[k], theirs.tensors[k]) for k in mine.tensors)
+    )
+
+
+def export_model(source: Path, target: Path) -> str:
+    """Write the bundle ``source`` to ``target`` with the checkpoint writer; its sha256."""
+    model, config = load_model(source, device=CPU)
+    return save_checkpoint(model, config, target)
+
+
+@dataclass(frozen=True)
+class GeneratedClip:
+    """One generated video: its prompt, where it was written, and its frames."""
+
+    prompt: str
+    path: Path
+    frames: npt.NDArray[np.uint8]
+
+
+def clip_name(index: int, prompt: str) -> str:
+    """``"00-red-circle-left-blue.mp4"``: the index and the prompt's content words."""
+    words = [w for w in re.findall(r"[a-z0-9]+", prompt.lower()) if w not in _FILLER]
+    return f"{index:02d}-{'-'.join(words)[:60].rstrip('-')}.mp4"
+
+
+_FILLER = {"a", "an", "the", "on", "moving", "background"}
+
+
+def generate(model: AiprodModel, profile: DemoProfile, output: Path) -> list[GeneratedClip]:
+    """Generate each prompt of ``profile`` (seed = its index) as an mp4 in ``output``."""
+    pipeline = TextToVideoPipeline(model, device=CPU, progress=False)
+    clips = []
+    for index, prompt in enumerate(tqdm(profile.prompts, desc="videos", unit="video")):
+        request = GenerationRequest(
+            prompt,
+            width=profile.width,
+            height=profile.height,
+            frames=profile.frames,
+            steps=profile.sample_steps,
+            guidance_scale=profile.guidance_scale,
+            seed=index,
+            fps=profile.fps,
+        )
+        video = pipeline(request)
+        frames = video.frames.numpy()
+        path = write_video(output / clip_name(index, prompt), frames, fps=video.fps)
+        clips.append(GeneratedClip(prompt, path, frames))
+    return clips
+
+
+def write_sheet(path: Path, clips: Sequence[GeneratedClip]) -> Path:
+    """A contact sheet: per clip its first, middle and last frame side by side, captioned."""
+    strips = []
+    for clip in clips:
+        count = clip.frames.shape[0]
+        picked = [clip.frames[i] for i in (0, count // 2, count - 1)]
+        strips.append(np.concatenate(picked, axis=1))
+    write_contact_sheet(path, strips, [clip.prompt for clip in clips], columns=2, tile_width=288)
+    return path

@@ -1,0 +1,77 @@
+"""The demo profiles and the training configs they make."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from aiprod_core.models import get_preset
+from aiprod_pipelines.pipelines import GenerationRequest
+from aiprod_trainer.demo.settings import (
+    FULL,
+    PROFILES,
+    PROMPTS,
+    QUICK,
+    dit_config,
+    vae_config,
+)
+from aiprod_trainer.synthetic import parse_caption
+
+
+def test_profiles_are_named_and_only_full_enforces() -> None:
+    assert PROFILES == {"full": FULL, "quick": QUICK}
+    assert FULL.enforce_evidence
+    assert not QUICK.enforce_evidence
+    assert FULL.min_loss_drop == 0.30
+
+
+def test_prompts_are_synthetic_captions_with_every_palette_colour() -> None:
+    colours = set()
+    for prompt in PROMPTS:
+        parts = parse_caption(prompt)
+        colours |= {parts.color, parts.background}
+    assert len(colours) == 8
+
+
+def test_fingerprint_changes_with_any_setting() -> None:
+    assert FULL.fingerprint() == dataclasses.replace(FULL).fingerprint()
+    assert FULL.fingerprint() != QUICK.fingerprint()
+    assert FULL.fingerprint() != dataclasses.replace(FULL, dit_steps=1).fingerprint()
+
+
+def test_generation_settings_fit_the_tiny_preset() -> None:
+    for profile in PROFILES.values():
+        request = GenerationRequest(
+            PROMPTS[0], width=profile.width, height=profile.height, frames=profile.frames
+        )
+        request.validate(get_preset("tiny"))
+
+
+def test_vae_config_trains_the_vae_of_the_tiny_preset(tmp_path: Path) -> None:
+    config = vae_config(FULL, tmp_path / "vae", tmp_path / "t.jsonl", tmp_path / "v.jsonl")
+    assert config.mode == "vae"
+    assert config.model.preset == "tiny"
+    assert config.training.max_steps == FULL.vae_steps
+    assert config.data.batch_size == FULL.vae_batch
+    assert config.data.validation_manifest == tmp_path / "v.jsonl"
+    assert config.optimizer.lr == FULL.vae_lr
+    assert config.vae.kl_weight == FULL.vae_kl_weight
+    assert config.validation.every == FULL.vae_steps
+
+
+def test_dit_config_starts_from_the_vae_bundle(tmp_path: Path) -> None:
+    config = dit_config(
+        QUICK, tmp_path / "dit", tmp_path / "vae.safetensors", tmp_path / "a", tmp_path / "b"
+    )
+    assert config.mode == "dit"
+    assert config.model.checkpoint == tmp_path / "vae.safetensors"
+    assert config.data.cache == tmp_path / "a"
+    assert config.data.validation_cache == tmp_path / "b"
+    assert config.training.text_dropout == QUICK.text_dropout > 0
+    assert config.training.text_dropout_embedding == "empty_prompt"
+    assert config.ema.enabled is (QUICK.ema_decay is not None)
+    with_ema = dit_config(
+        dataclasses.replace(QUICK, ema_decay=0.9), tmp_path, tmp_path, tmp_path, tmp_path
+    )
+    assert with_ema.ema.enabled
+    assert with_ema.ema.decay == 0.9
