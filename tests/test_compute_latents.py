@@ -121,9 +121,10 @@ def test_end_to_end_stores_the_vae_mean_and_text_embeddings(
             expected = vae.encode(clip[None]).mean[0]
         assert item.latents.shape == (8, 3, 4, 4)
         torch.testing.assert_close(item.latents, expected, rtol=1e-4, atol=1e-5)
-        assert item.text.shape == (32, 64)
+        text = config.text_encoder
+        assert item.text.shape == (text.max_length, text.dim)
         assert item.mask.dtype == torch.bool
-        assert int(item.mask.sum()) == min(32, len(record.caption.encode()) + 2)
+        assert int(item.mask.sum()) == min(text.max_length, len(record.caption.encode()) + 2)
     assert not torch.equal(cache[0].latents, cache[1].latents)
 
 
