@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -54,23 +55,15 @@ def test_quick_run_trains_generates_and_a_second_run_reuses(
     assert paths.output == tmp_path / "root" / "outputs" / "demo"
     assert paths.work == paths.output / "work"
     assert paths.model == tmp_path / "root" / "models" / "checkpoints" / "aiprod-tiny.safetensors"
-    lines: list[str] = []
-
-    class Stream:
-        def write(self, text: str) -> None:
-            lines.append(text)
-
-        def flush(self) -> None:
-            pass
-
-    report = run_demo(QUICK, paths, config, stream=Stream())  # type: ignore[arg-type]
+    console = io.StringIO()
+    report = run_demo(QUICK, paths, config, stream=console)
     assert [s.name for s in report.stages] == STAGES
     assert all(s.status == "ran" for s in report.stages)
     assert report.trained
     assert report.stage("vae").details["steps"] == QUICK.vae_steps
     assert report.stage("dit").details["steps"] == QUICK.dit_steps
     assert report.stage("latents").details == {"train_encoded": 9, "val_encoded": 3}
-    printed = "".join(lines)
+    printed = console.getvalue()
     assert "==> [1/7] Synthetic data" in printed
     assert "==> [7/7] Generation" in printed
     assert report.loss is not None
@@ -86,7 +79,7 @@ def test_quick_run_trains_generates_and_a_second_run_reuses(
     _model, model_config = load_model(paths.model)
     assert model_config.preset == "tiny"
 
-    again = run_demo(QUICK, paths, config, stream=Stream())  # type: ignore[arg-type]
+    again = run_demo(QUICK, paths, config, stream=io.StringIO())
     statuses = {s.name: s.status for s in again.stages}
     assert statuses == dict.fromkeys(STAGES[:5], "reused") | dict.fromkeys(STAGES[5:], "ran")
     assert not again.trained
@@ -94,7 +87,7 @@ def test_quick_run_trains_generates_and_a_second_run_reuses(
     assert [c.ranking for c in again.colors] == [c.ranking for c in report.colors]
 
     paths.model.unlink()  # a missing registry file is exported again from the work folder
-    third = run_demo(QUICK, paths, config, stream=Stream())  # type: ignore[arg-type]
+    third = run_demo(QUICK, paths, config, stream=io.StringIO())
     assert third.stage("export").status == "ran"
     assert paths.model.is_file()
 
