@@ -88,24 +88,49 @@ def heldout_loss(
     return total / count
 
 
+def sample_requests(
+    prompts: Sequence[str],
+    *,
+    width: int,
+    height: int,
+    frames: int,
+    steps: int,
+    guidance_scale: float,
+    fps: float,
+) -> list[GenerationRequest]:
+    """One text-to-video request per prompt, all alike but for the seed: the prompt's index."""
+    return [
+        GenerationRequest(
+            prompt,
+            width=width,
+            height=height,
+            frames=frames,
+            steps=steps,
+            guidance_scale=guidance_scale,
+            seed=index,
+            fps=fps,
+        )
+        for index, prompt in enumerate(prompts)
+    ]
+
+
 def write_samples(model: AiprodModel, settings: ValidationSection, folder: Path) -> list[Path]:
     """Generate each of ``settings.prompts`` with the text-to-video pipeline into ``folder``.
 
     The model is left in eval mode; the caller restores training modes.
     """
     pipeline = TextToVideoPipeline(model, progress=False)
+    requests = sample_requests(
+        settings.prompts,
+        width=settings.width,
+        height=settings.height,
+        frames=settings.frames,
+        steps=settings.steps,
+        guidance_scale=settings.guidance_scale,
+        fps=settings.fps,
+    )
     written = []
-    for index, prompt in enumerate(settings.prompts):
-        request = GenerationRequest(
-            prompt,
-            width=settings.width,
-            height=settings.height,
-            frames=settings.frames,
-            steps=settings.steps,
-            guidance_scale=settings.guidance_scale,
-            seed=index,
-            fps=settings.fps,
-        )
+    for index, request in enumerate(requests):
         video = pipeline(request)
         written.append(write_video(folder / f"sample-{index:02d}.mp4", video.frames, fps=video.fps))
     return written

@@ -17,7 +17,7 @@ from aiprod_trainer.latent_cache import LatentDataset
 from aiprod_trainer.loops import FlowMatchingObjective
 from aiprod_trainer.run_log import read_metrics
 from aiprod_trainer.trainer import Trainer
-from aiprod_trainer.validation import heldout_loss, validation_batches
+from aiprod_trainer.validation import heldout_loss, sample_requests, validation_batches
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +100,19 @@ def test_sample_videos_are_written_at_each_validation(
     entries = [e for e in read_metrics(result.run_dir / "metrics.jsonl") if "validation_loss" in e]
     assert [e["step"] for e in entries] == [2]
     assert entries[0]["validation_loss"] == result.validation[0][1]
+
+
+def test_sample_requests_differ_only_in_prompt_and_seed() -> None:
+    requests = sample_requests(
+        ["a red circle", "a blue square"],
+        width=32,
+        height=16,
+        frames=9,
+        steps=7,
+        guidance_scale=3.5,
+        fps=8,
+    )
+    assert [(r.prompt, r.seed) for r in requests] == [("a red circle", 0), ("a blue square", 1)]
+    for request in requests:
+        assert (request.width, request.height, request.frames) == (32, 16, 9)
+        assert (request.steps, request.guidance_scale, request.fps) == (7, 3.5, 8)

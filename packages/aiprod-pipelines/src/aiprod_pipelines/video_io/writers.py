@@ -142,9 +142,9 @@ def write_mp4(
 ) -> Path:
     """Write an H.264 / yuv420p MP4 with PyAV.
 
-    The same frames always give the same bytes on one machine (see :data:`X264_PARAMS`). ``deterministic=True`` also
-    encodes on one thread, so the bytes do not depend on the number of CPU cores; use it for
-    datasets that must be reproducible from a seed.
+    The same frames always give the same bytes on one machine (see :data:`X264_PARAMS`).
+    ``deterministic=True`` also encodes on one thread, so the bytes do not depend on the
+    number of CPU cores; use it for datasets that must be reproducible from a seed.
 
     yuv420p needs an even width and height. With ``odd_size="pad"`` (default) an odd
     dimension is padded by one row/column repeating the last one, so a 33x17 clip is

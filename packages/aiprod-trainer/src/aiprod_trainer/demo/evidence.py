@@ -8,7 +8,7 @@
   its prompt names: the background colour must cover the most pixels and, when the shape
   is checked too, the shape's colour the second most. Pixels no closer than
   :func:`~aiprod_trainer.synthetic.palette_radius` to any colour (blends along the shape's
-  edge: yellow on blue blurs to a grey nearest magenta) do not vote.
+  edge, which can lie nearest a third colour) do not vote.
 """
 
 from __future__ import annotations

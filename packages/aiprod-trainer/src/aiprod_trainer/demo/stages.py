@@ -26,7 +26,7 @@ from aiprod_core.diffusion import FlowMatchSchedule
 from aiprod_core.errors import AiprodError
 from aiprod_core.models import AiprodModel, ModelConfig
 from aiprod_core.text import ByteTokenizer
-from aiprod_pipelines.pipelines import GenerationRequest, TextToVideoPipeline
+from aiprod_pipelines.pipelines import TextToVideoPipeline
 from aiprod_pipelines.video_io import write_video
 from aiprod_trainer.clip_dataset import load_clip
 from aiprod_trainer.config import TrainConfig
@@ -41,7 +41,7 @@ from aiprod_trainer.synthetic_dataset import (
     write_synthetic_dataset,
 )
 from aiprod_trainer.trainer import FitResult, Trainer
-from aiprod_trainer.validation import heldout_loss
+from aiprod_trainer.validation import heldout_loss, sample_requests
 
 #: Seed of the noise and noise levels of the held-out loss (the trainer's default too).
 HELDOUT_SEED = 1234
@@ -219,22 +219,21 @@ _FILLER = {"a", "an", "the", "on", "moving", "background"}
 def generate(model: AiprodModel, profile: DemoProfile, output: Path) -> list[GeneratedClip]:
     """Generate each prompt of ``profile`` (seed = its index) as an mp4 in ``output``."""
     pipeline = TextToVideoPipeline(model, device=CPU, progress=False)
+    requests = sample_requests(
+        profile.prompts,
+        width=profile.width,
+        height=profile.height,
+        frames=profile.frames,
+        steps=profile.sample_steps,
+        guidance_scale=profile.guidance_scale,
+        fps=profile.fps,
+    )
     clips = []
-    for index, prompt in enumerate(tqdm(profile.prompts, desc="videos", unit="video")):
-        request = GenerationRequest(
-            prompt,
-            width=profile.width,
-            height=profile.height,
-            frames=profile.frames,
-            steps=profile.sample_steps,
-            guidance_scale=profile.guidance_scale,
-            seed=index,
-            fps=profile.fps,
-        )
+    for index, request in enumerate(tqdm(requests, desc="videos", unit="video")):
         video = pipeline(request)
         frames = video.frames.numpy()
-        path = write_video(output / clip_name(index, prompt), frames, fps=video.fps)
-        clips.append(GeneratedClip(prompt, path, frames))
+        path = write_video(output / clip_name(index, request.prompt), frames, fps=video.fps)
+        clips.append(GeneratedClip(request.prompt, path, frames))
     return clips
 
 
