@@ -70,8 +70,12 @@ class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: A Kubernetes object name (an RFC 1123 DNS label).
+_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
 class _Meta(_Doc):
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    name: str = Field(pattern=_NAME_PATTERN)
     namespace: str
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -124,8 +128,13 @@ class _ServiceSpec(_Doc):
     template: _Template
 
 
-class _RunMeta(_Meta):
+class _RunMeta(_Doc):
+    # _Meta with only the two labels Cloud Run takes (not a subclass: a dict's key type
+    # cannot be narrowed in an override).
+    name: str = Field(pattern=_NAME_PATTERN)
+    namespace: str
     labels: dict[Literal["aiprod-env", "cloud.googleapis.com/location"], str]
+    annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class KnativeServiceDoc(_Doc):

@@ -419,7 +419,8 @@ def _small_mlp_class() -> type:
             self.down = nn.Linear(4 * dim, dim)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x + self.down(F.gelu(self.up(self.norm(x))))
+            residual: torch.Tensor = self.down(F.gelu(self.up(self.norm(x))))
+            return x + residual
 
     return SmallMLP
 

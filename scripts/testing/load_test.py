@@ -456,6 +456,7 @@ class LoadRun:
 def wait_until_ready(settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
     """Return once GET /readyz answers 200, or raise a LoadTestError saying why not."""
     deadline = clock() + settings.ready_timeout
+    last = "no answer"  # what the last try got; every path below sets it before it is read
     with settings.client() as http:
         while True:
             try:

@@ -54,8 +54,10 @@ class LatentUpsampler(nn.Module):
         self.norm_out = ChannelRMSNorm(hidden)
         self.conv_out = CausalConv3d(hidden, config.latent_channels, 3)
         with torch.no_grad():
+            bias = self.conv_out.conv.bias
+            assert bias is not None, "CausalConv3d convolutions are built with a bias"
             self.conv_out.conv.weight.mul_(OUTPUT_INIT_SCALE)
-            self.conv_out.conv.bias.zero_()
+            bias.zero_()
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         """[B, C, T, h, w] -> [B, C, T, 2h, 2w], same dtype and device."""
@@ -67,5 +69,5 @@ class LatentUpsampler(nn.Module):
             )
         x = self.pre_blocks(self.conv_in(latents))
         x = self.post_blocks(self.upsample(x))
-        residual = self.conv_out(F.silu(self.norm_out(x)))
+        residual: torch.Tensor = self.conv_out(F.silu(self.norm_out(x)))
         return nearest_upsample(latents) + residual

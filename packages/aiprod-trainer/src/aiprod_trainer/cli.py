@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from aiprod_core.errors import AiprodError, ConfigError
@@ -25,7 +26,17 @@ from aiprod_trainer.manifest_errors import ManifestError
 from aiprod_trainer.trainer import FitResult, Trainer
 
 PROG = "aiprod-train"
+#: The distribution that installs the ``aiprod-train`` command (``--version``).
+DISTRIBUTION = "aiprod-trainer"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def version_text() -> str:
+    """What ``--version`` prints: ``aiprod-train`` and the installed version."""
+    try:
+        return f"{PROG} {version(DISTRIBUTION)}"
+    except PackageNotFoundError:  # run from a source tree without installing it
+        return f"{PROG} (version unknown: {DISTRIBUTION} is not installed)"
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -34,6 +45,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Train an AIPROD VAE, transformer or LoRA adapter from a YAML config.",
         epilog="Example configs, every key commented: packages/aiprod-trainer/configs/.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("config", type=Path, help="the training config (YAML)")
     parser.add_argument(
         "--resume",

@@ -27,7 +27,8 @@ from aiprod_core.models import PRESETS
 Mode = Literal["vae", "dit", "lora"]
 """What a run trains: the VAE, the whole transformer, or LoRA adapters on the transformer."""
 
-LORA_TARGETS = ("qkv", "out", "q", "kv", "gate_up", "down")
+LoraTarget = Literal["qkv", "out", "q", "kv", "gate_up", "down"]
+LORA_TARGETS: tuple[LoraTarget, ...] = ("qkv", "out", "q", "kv", "gate_up", "down")
 """The transformer's attention (self: qkv/out, cross: q/kv/out) and MLP (gate_up/down) layers."""
 
 
@@ -155,7 +156,7 @@ class LoraSection(_Section):
     rank: Count = 8
     alpha: PositiveNumber = 16.0
     dropout: Fraction = 0.0
-    target_modules: list[Literal["qkv", "out", "q", "kv", "gate_up", "down"]] = Field(
+    target_modules: list[LoraTarget] = Field(
         default_factory=lambda: list(LORA_TARGETS), min_length=1
     )
 

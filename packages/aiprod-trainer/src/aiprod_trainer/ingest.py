@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import av.error
@@ -186,7 +187,8 @@ def decode_frames(path: Path, count: int) -> Uint8Frames:
                 raise IngestError(path, "holds no video stream; expected a video file")
             stream = container.streams.video[0]
             for frame in container.decode(stream):
-                pixels = frame.to_ndarray(format="rgb24")
+                # PyAV types every to_ndarray() format; rgb24 frames are 8-bit.
+                pixels = cast(Uint8Frames, frame.to_ndarray(format="rgb24"))
                 if decoded and pixels.shape != decoded[0].shape:
                     raise IngestError(
                         path,

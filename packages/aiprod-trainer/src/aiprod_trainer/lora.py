@@ -30,6 +30,7 @@ from aiprod_trainer.config import LoraSection
 
 if TYPE_CHECKING:
     from peft import LoraConfig
+    from peft.tuners.lora import LoraLayer
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -63,7 +64,8 @@ def lora_config(settings: LoraSection) -> LoraConfig:
 
     return LoraConfig(
         r=settings.rank,
-        lora_alpha=settings.alpha,
+        # peft annotates lora_alpha as int, but scales by alpha / r with any positive number.
+        lora_alpha=settings.alpha,  # type: ignore[arg-type]
         lora_dropout=settings.dropout,
         target_modules=target_pattern(list(settings.target_modules)),
         bias="none",
@@ -84,7 +86,7 @@ def add_lora(transformer: nn.Module, settings: LoraSection) -> nn.Module:
     return transformer
 
 
-def lora_layers(transformer: nn.Module) -> dict[str, nn.Module]:
+def lora_layers(transformer: nn.Module) -> dict[str, LoraLayer]:
     """The adapted layers of ``transformer`` by module name."""
     from peft.tuners.lora import LoraLayer
 
@@ -160,11 +162,15 @@ def load_adapter(transformer: nn.Module, folder: Path) -> nn.Module:
 
 
 @torch.no_grad()
-def lora_delta(layer: nn.Module, adapter: str = "default") -> torch.Tensor:
+def lora_delta(layer: LoraLayer, adapter: str = "default") -> torch.Tensor:
     """``scaling * B @ A``: what merging adds to ``layer``'s base weight."""
     a = layer.lora_A[adapter].weight
     b = layer.lora_B[adapter].weight
-    return layer.scaling[adapter] * (b @ a)
+    # The adapters on our linear layers are nn.Linear: their weights are parameters.
+    assert isinstance(a, torch.Tensor)
+    assert isinstance(b, torch.Tensor)
+    scaling: float = layer.scaling[adapter]
+    return scaling * (b @ a)
 
 
 @torch.no_grad()

@@ -165,16 +165,16 @@ def _datasets(config: TrainConfig, model: AiprodModel) -> tuple[Any, Any | None]
     sources = [(f"data.{key}", config.training_data)]
     if config.validation_data is not None:
         sources.append((f"data.validation_{key}", config.validation_data))
-    datasets = []
+    datasets: list[ClipDataset | LatentDataset] = []
     for name, path in sources:
-        dataset = (
-            ClipDataset(path, keep_in_memory=config.data.keep_in_memory)
-            if config.mode == "vae"
-            else LatentDataset(path)
-        )
+        dataset: ClipDataset | LatentDataset
+        if config.mode == "vae":
+            dataset = ClipDataset(path, keep_in_memory=config.data.keep_in_memory)
+        else:
+            dataset = LatentDataset(path)
         if len(dataset) == 0:
             raise TrainingError(f"{name}: {path} holds no items")
-        if config.mode == "vae":
+        if isinstance(dataset, ClipDataset):  # config.mode == "vae"
             _check_clip_shapes(name, dataset, model)
         datasets.append(dataset)
     return datasets[0], datasets[1] if len(datasets) > 1 else None

@@ -111,7 +111,10 @@ def prune_checkpoints(run_dir: Path, keep_last: int) -> list[Path]:
 def capture_rng() -> dict[str, Any]:
     """This process's python, numpy, torch and CUDA generator states (JSON + tensors)."""
     version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = np.random.get_state()
+    # numpy's global generator is MT19937, whose legacy state is a tuple (not a dict).
+    assert isinstance(numpy_state, tuple)
+    kind, keys, pos, has_gauss, cached = numpy_state
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss), "cached": cached},

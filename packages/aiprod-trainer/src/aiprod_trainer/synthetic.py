@@ -204,7 +204,7 @@ def render_clip(clip: ShapeClip, *, width: int, height: int, frames: int) -> Uin
 
 
 def _shape_mask(
-    shape: Shape, dx: npt.NDArray[np.float64], dy: npt.NDArray[np.float64], half: float
+    shape: Shape, dx: npt.NDArray[np.floating], dy: npt.NDArray[np.floating], half: float
 ) -> npt.NDArray[np.bool_]:
     """Pixels inside ``shape`` centred at the origin; ``half`` is half its extent."""
     if shape == "circle":

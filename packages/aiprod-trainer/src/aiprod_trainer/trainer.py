@@ -251,7 +251,7 @@ class Trainer:
                 for i in range(len(items))
             ]
             last = micro == accumulation - 1
-            sync = contextlib.nullcontext()
+            sync: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
             if isinstance(self.forward_module, DistributedDataParallel) and not last:
                 sync = self.forward_module.no_sync()
             with sync:

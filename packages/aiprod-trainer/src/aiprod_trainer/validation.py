@@ -82,10 +82,10 @@ def heldout_loss(
             count += len(indices)
     finally:
         module.train(was_training)
-    total, count = all_reduce_sum([total, float(count)], context)
-    if count == 0:
+    total, items = all_reduce_sum([total, float(count)], context)
+    if items == 0:
         raise ValueError("the validation data is empty: there is nothing to measure")
-    return total / count
+    return total / items
 
 
 def sample_requests(
@@ -96,7 +96,7 @@ def sample_requests(
     frames: int,
     steps: int,
     guidance_scale: float,
-    fps: float,
+    fps: int,
 ) -> list[GenerationRequest]:
     """One text-to-video request per prompt, all alike but for the seed: the prompt's index."""
     return [

@@ -109,21 +109,25 @@ def _data_end(header: Mapping[str, Any], path: Path) -> int:
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        try:
-            start, stop = entry["data_offsets"]
-            valid = (
-                isinstance(entry["dtype"], str)
-                and all(isinstance(d, int) and d >= 0 for d in entry["shape"])
-                and isinstance(start, int)
-                and isinstance(stop, int)
-                and 0 <= start <= stop
-            )
-        except (KeyError, TypeError, ValueError):
-            valid = False
-        if not valid:
+        stop = _entry_end(entry)
+        if stop is None:
             raise CheckpointError(f"{path}: corrupt header: bad entry for tensor {name!r}")
         end = max(end, stop)
     return end
+
+
+def _entry_end(entry: Any) -> int | None:
+    """Where one tensor entry's bytes end, or None if the entry is malformed."""
+    try:
+        start, stop = entry["data_offsets"]
+        valid = isinstance(entry["dtype"], str) and all(
+            isinstance(d, int) and d >= 0 for d in entry["shape"]
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    if valid and isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop:
+        return stop
+    return None
 
 
 def parse_config(text: str, path: Path) -> ModelConfig:

@@ -36,7 +36,8 @@ class SelfAttention(nn.Module):
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, heads, L, head_dim]
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
-        return self.out(attended.transpose(1, 2).reshape(batch, length, dim))
+        out: torch.Tensor = self.out(attended.transpose(1, 2).reshape(batch, length, dim))
+        return out
 
 
 class EncoderLayer(nn.Module):
@@ -51,7 +52,8 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), mask)
-        return x + self.mlp(self.mlp_norm(x))
+        mlp: torch.Tensor = self.mlp(self.mlp_norm(x))
+        return x + mlp
 
 
 class BuiltinTextEncoder(nn.Module):
@@ -95,7 +97,8 @@ class BuiltinTextEncoder(nn.Module):
         x = self.token_embedding(ids) + self.position_embedding[:length]
         for layer in self.layers:
             x = layer(x, mask)
-        return self.norm(x) * mask[..., None].to(x.dtype)
+        normed: torch.Tensor = self.norm(x)
+        return normed * mask[..., None].to(x.dtype)
 
     def encode(
         self, prompts: Sequence[str], device: torch.device | str | None = None

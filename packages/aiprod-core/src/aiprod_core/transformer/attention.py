@@ -16,7 +16,7 @@ from aiprod_core.transformer.rope import Rope, apply_rope
 
 def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """``[B, N, D]`` -> ``[B, heads, N, D / heads]``."""
-    return x.unflatten(-1, (num_heads, -1)).transpose(1, 2)
+    return torch.unflatten(x, -1, (num_heads, -1)).transpose(1, 2)
 
 
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,8 @@ class SelfAttention(nn.Module):
         q, k, v = (_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
         q = apply_rope(self.q_norm(q), rope)
         k = apply_rope(self.k_norm(k), rope)
-        return self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        out: torch.Tensor = self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        return out
 
 
 class CrossAttention(nn.Module):
@@ -66,10 +67,13 @@ class CrossAttention(nn.Module):
         k, v = (_heads(t, self.num_heads) for t in self.kv(context).chunk(2, dim=-1))
         k = self.k_norm(k)
         if mask is None:
-            return self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+            out: torch.Tensor = self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+            return out
         # A row with no real token would softmax over nothing (NaN); let it attend to its
         # padding instead and zero the result, so it contributes nothing and stays finite.
         has_text = mask.any(dim=-1)  # [B]
         attn_mask = (mask | ~has_text[:, None])[:, None, None, :]  # [B, 1, 1, L]
-        y = self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)))
+        y: torch.Tensor = self.out(
+            _merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask))
+        )
         return y * has_text[:, None, None].to(y.dtype)

@@ -29,8 +29,10 @@ class GatedMLP(nn.Module):
         self.down = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
+        gate_up: torch.Tensor = self.gate_up(x)
+        gate, up = gate_up.chunk(2, dim=-1)
+        out: torch.Tensor = self.down(F.silu(gate) * up)
+        return out
 
 
 class TransformerBlock(nn.Module):
@@ -54,9 +56,11 @@ class TransformerBlock(nn.Module):
         context_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """``x [B, N, D]``, ``cond [B, D]``, ``context [B, L, D]``, ``context_mask [B, L]``."""
-        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = (
-            self.modulation(cond).unsqueeze(1).chunk(6, dim=-1)
+        modulation: torch.Tensor = self.modulation(cond)
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = modulation.unsqueeze(1).chunk(
+            6, dim=-1
         )
         x = x + gate_a * self.attn(adaptive_layer_norm(x, shift_a, scale_a), rope)
         x = x + self.cross_attn(self.cross_norm(x), context, context_mask)
-        return x + gate_m * self.mlp(adaptive_layer_norm(x, shift_m, scale_m))
+        mlp: torch.Tensor = self.mlp(adaptive_layer_norm(x, shift_m, scale_m))
+        return x + gate_m * mlp

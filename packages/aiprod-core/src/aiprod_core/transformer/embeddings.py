@@ -38,7 +38,8 @@ class TimestepEmbedding(nn.Module):
 
     def forward(self, sigma: torch.Tensor) -> torch.Tensor:
         features = timestep_sinusoids(sigma, self.frequency_dim).to(self.fc1.weight.dtype)
-        return self.fc2(F.silu(self.fc1(features)))
+        out: torch.Tensor = self.fc2(F.silu(self.fc1(features)))
+        return out
 
 
 class TextProjection(nn.Module):
@@ -50,4 +51,5 @@ class TextProjection(nn.Module):
         self.fc2 = nn.Linear(dim, dim)
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(text), approximate="tanh"))
+        out: torch.Tensor = self.fc2(F.gelu(self.fc1(text), approximate="tanh"))
+        return out

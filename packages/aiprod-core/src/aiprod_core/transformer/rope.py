@@ -38,7 +38,7 @@ def rope_frequencies(positions: torch.Tensor, head_dim: int, theta: float = 10_0
 def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:
     """Rotate channel pairs ``(x[2i], x[2i+1])`` of ``x [B, heads, N, head_dim]`` (in float32)."""
     cos, sin = rope
-    pairs = x.float().unflatten(-1, (-1, 2))
+    pairs = torch.unflatten(x.float(), -1, (-1, 2))
     x0, x1 = pairs.unbind(-1)
     rotated = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
     return rotated.flatten(-2).to(x.dtype)

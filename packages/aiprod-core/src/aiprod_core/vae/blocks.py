@@ -48,9 +48,10 @@ class ResBlock3d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        h: torch.Tensor = self.conv1(F.silu(self.norm1(x)))
         h = self.conv2(F.silu(self.norm2(h)))
-        return self.skip(x) + h
+        skip: torch.Tensor = self.skip(x)
+        return skip + h
 
 
 def depth_to_space(x: torch.Tensor, temporal: int, spatial: int) -> torch.Tensor:

@@ -48,4 +48,5 @@ class CausalConv3d(nn.Module):
         if history:
             first = x[:, :, :1].expand(-1, -1, history, -1, -1)
             x = torch.cat([first, x], dim=2)
-        return self.conv(x)
+        out: torch.Tensor = self.conv(x)
+        return out

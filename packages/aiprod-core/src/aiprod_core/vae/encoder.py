@@ -48,4 +48,5 @@ class Encoder(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.conv_in(video))
-        return self.conv_out(F.silu(self.norm_out(x)))
+        out: torch.Tensor = self.conv_out(F.silu(self.norm_out(x)))
+        return out

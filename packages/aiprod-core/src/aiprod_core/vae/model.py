@@ -63,7 +63,8 @@ class CausalVideoVAE(nn.Module):
         """Latents [B, C, T, h, w] -> video [B, 3, 1 + (T-1)*t, h*s, w*s] in [-1, 1]."""
         _check_tensor(latents, "latents", "frames, height, width", self.config.latent_channels)
         self.video_shape(*latents.shape[2:])
-        return self.decoder(latents)
+        video: torch.Tensor = self.decoder(latents)
+        return video
 
     def receptive_field(self) -> ReceptiveField:
         """How far the decoder reaches; ``.exact_overlap()`` makes tiled decoding exact."""

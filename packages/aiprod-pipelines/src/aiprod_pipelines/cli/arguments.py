@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import NoReturn
 
@@ -22,6 +23,8 @@ from aiprod_pipelines.pipelines import GenerationRequest, TwoStagePipeline
 from aiprod_pipelines.video_io import WRITE_FORMATS
 
 PROG = "aiprod-generate"
+#: The distribution that installs the ``aiprod-generate`` command (``--version``).
+DISTRIBUTION = "aiprod-pipelines"
 
 #: Accepted ``--dtype`` names and the torch dtype each one means.
 DTYPES: dict[str, torch.dtype] = {
@@ -107,6 +110,14 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def version_text() -> str:
+    """What ``--version`` prints: ``aiprod-generate`` and the installed version."""
+    try:
+        return f"{PROG} {version(DISTRIBUTION)}"
+    except PackageNotFoundError:  # run from a source tree without installing it
+        return f"{PROG} (version unknown: {DISTRIBUTION} is not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``aiprod-generate`` argument parser (``--help`` shows examples)."""
     default = _defaults()
@@ -116,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("prompt", help="what the video should show")
     parser.add_argument(
         "-o",

@@ -128,6 +128,8 @@ def place_model(
         return model
     model.to(device=device, dtype=dtype)
     if device is not None and not isinstance(model.text_encoder, torch.nn.Module):
+        # The TextEncoder protocol has no .to(); the pretrained adapters, the only encoders
+        # that are not modules, each have one (see aiprod_core.models.bundle).
         model.text_encoder.to(device)  # type: ignore[attr-defined]
     return model
 

@@ -30,6 +30,7 @@ from aiprod_core.diffusion import (
     StepCallback,
 )
 from aiprod_core.text import TextEmbedding, TextEncoder
+from aiprod_core.transformer import VideoTransformer
 from aiprod_core.vae import CausalVideoVAE
 from aiprod_pipelines.pipelines.request import InvalidRequestError
 
@@ -98,7 +99,7 @@ def draw_noise(
     return torch.randn(tuple(shape), generator=generator, dtype=torch.float32).to(device)
 
 
-def num_tokens(transformer: nn.Module, latent_size: Sequence[int]) -> int:
+def num_tokens(transformer: VideoTransformer, latent_size: Sequence[int]) -> int:
     """How many tokens the transformer makes of latents of ``(T, h, w)`` frames/rows/columns."""
     frames, height, width = (int(size) for size in latent_size)
     return math.prod(transformer.patchifier.grid((frames, height, width)))

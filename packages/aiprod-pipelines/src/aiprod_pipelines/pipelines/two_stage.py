@@ -101,4 +101,5 @@ class TwoStagePipeline(GenerationPipeline):
     def upsample(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents at twice the height and width, through the model's LatentUpsampler."""
         upsampler = self.model.upsampler
-        return upsampler(latents.to(module_dtype(upsampler))).float()
+        upsampled: torch.Tensor = upsampler(latents.to(module_dtype(upsampler)))
+        return upsampled.float()

@@ -230,12 +230,13 @@ def _add_routes(app: FastAPI, state: ServerState, request_cls: type[VideoRequest
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    # The decorator registers with add_exception_handler; unlike a direct call, its typing
+    # accepts handlers of one exception class (Starlette only calls them with that class).
+    @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors: list[Any] = list(exc.errors())
         return JSONResponse(error_body(field_problems(errors)).model_dump(), 422)
 
+    @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
-
-    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]

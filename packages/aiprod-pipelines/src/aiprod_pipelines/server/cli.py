@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +22,8 @@ from aiprod_pipelines.server.logs import configure_logging
 from aiprod_pipelines.server.settings import DEFAULT_SHUTDOWN_GRACE_S, ServerSettings
 
 PROG = "aiprod-serve"
+#: The distribution that installs the ``aiprod-serve`` command (``--version``).
+DISTRIBUTION = "aiprod-pipelines"
 EXAMPLES = """examples:
   aiprod-serve                                  serving.default_model on serving.host:port
   aiprod-serve --model aiprod-small --device cuda
@@ -32,6 +35,14 @@ The API is described at /docs and /openapi.json once the server runs.
 """
 
 
+def version_text() -> str:
+    """What ``--version`` prints: ``aiprod-serve`` and the installed version."""
+    try:
+        return f"{PROG} {version(DISTRIBUTION)}"
+    except PackageNotFoundError:  # run from a source tree without installing it
+        return f"{PROG} (version unknown: {DISTRIBUTION} is not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -39,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_text())
     model = parser.add_argument_group("model (default: serving.default_model)")
     model.add_argument("--model", metavar="NAME", help="registered model name (config 'models')")
     model.add_argument("--checkpoint", metavar="PATH", type=Path, help="a .safetensors checkpoint")

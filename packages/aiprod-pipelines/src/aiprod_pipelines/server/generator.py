@@ -19,6 +19,8 @@ from aiprod_pipelines.server.schemas import VideoRequest
 if TYPE_CHECKING:
     import torch
 
+    from aiprod_pipelines.pipelines import GenerationRequest, TextToVideoPipeline
+
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -86,11 +88,11 @@ class PipelineVideoGenerator:
         self.name = model or config.serving.default_model
         if checkpoint is None:
             entry = ModelRegistry(config).entry(self.name)
-            self.preset = preset or entry.preset
+            self.preset: str | None = preset or entry.preset
         else:
             self.preset = preset
         self.source: str | None = None
-        self._pipeline: Callable[..., Any] | None = None
+        self._pipeline: TextToVideoPipeline | None = None
         self._model_config: Any = None
 
     @property
@@ -146,7 +148,7 @@ class PipelineVideoGenerator:
         return video.frames
 
     @staticmethod
-    def _generation_request(request: VideoRequest) -> Any:
+    def _generation_request(request: VideoRequest) -> GenerationRequest:
         from aiprod_pipelines.pipelines import GenerationRequest
 
         return GenerationRequest(

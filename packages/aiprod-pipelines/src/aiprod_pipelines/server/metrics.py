@@ -28,7 +28,7 @@ from prometheus_client import (
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aiprod_pipelines.server.schemas import JOB_STATES
+from aiprod_pipelines.server.schemas import JOB_STATES, JobState
 
 GENERATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600)
@@ -69,12 +69,12 @@ class ServerMetrics:
         )
 
     def track_jobs(
-        self, counts: Callable[[], Mapping[str, int]], queue_depth: Callable[[], int]
+        self, counts: Callable[[], Mapping[JobState, int]], queue_depth: Callable[[], int]
     ) -> None:
         """Read the job gauges from ``counts()`` and ``queue_depth()`` at every scrape."""
         self.queue_depth.set_function(queue_depth)
         for state in JOB_STATES:
-            self.jobs.labels(state=state).set_function(lambda state=state: counts()[state])
+            self.jobs.labels(state=state).set_function(_count_of(counts, state))
 
     def observe_request(self, method: str, path: str, code: int, seconds: float) -> None:
         self.request_duration.labels(method=method, path=path).observe(seconds)
@@ -83,6 +83,11 @@ class ServerMetrics:
     def render(self) -> bytes:
         """The exposition text of every metric."""
         return generate_latest(self.registry)
+
+
+def _count_of(counts: Callable[[], Mapping[JobState, int]], state: JobState) -> Callable[[], int]:
+    """A reader of ``counts()[state]``, for a gauge's ``set_function``."""
+    return lambda: counts()[state]
 
 
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:

@@ -93,6 +93,8 @@ def install_openapi(app: FastAPI, *, bearer: bool, open_paths: Collection[str]) 
         app.openapi_schema = schema
         return schema
 
+    # Replacing app.openapi is FastAPI's documented way to customise the schema; mypy
+    # refuses assignments to methods.
     app.openapi = openapi  # type: ignore[method-assign]
 
 

@@ -114,7 +114,7 @@ def request_model(serving: ServingConfig) -> type[VideoRequest]:
             ),
         ),
     }
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         "VideoRequestBody", __base__=VideoRequest, __doc__=VideoRequest.__doc__, **fields
     )
 

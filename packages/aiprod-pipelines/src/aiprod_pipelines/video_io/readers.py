@@ -107,7 +107,7 @@ def _decode(
             f"cannot read {source}: the file is truncated or corrupt; the container "
             f"declares {declared} frames but only {len(decoded)} could be decoded"
         )
-    frames = np.stack(decoded)
+    frames = np.stack(decoded, dtype=np.uint8)
     fps = _frame_rate(stream, container, len(decoded), source)
     duration_s = (
         container.duration / av.time_base if container.duration else len(decoded) / float(fps)
@@ -196,7 +196,7 @@ def read_png_frames(folder: PathLike) -> Uint8Frames:
             f"cannot read {source}: no frames found; expected files named "
             f"{FRAME_NAME.format(index=0)}, {FRAME_NAME.format(index=1)}, ..."
         )
-    frames = []
+    frames: list[Uint8Frames] = []
     for index in range(len(numbered)):
         if index not in numbered:
             raise VideoIOError(

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import av
 import av.error
@@ -42,7 +42,7 @@ PathLike = str | os.PathLike[str]
 OddSize = Literal["pad", "error"]
 
 #: H.264 encoder used for MP4; PyAV's binary wheels include it.
-H264_ENCODER = "libx264"
+H264_ENCODER: Final = "libx264"
 #: x264's macroblock-tree rate control gave different bytes for the same frames from one
 #: encode to the next in one process (its assembly reads memory that earlier work left
 #: behind); without it the output depends only on the frames. On clips this short it
