@@ -243,6 +243,59 @@ def test_nox_is_removed_only_with_all(
     assert not (repo / ".nox").exists()
 
 
+def test_hard_links_count_each_inode_once(
+    clean: ModuleType, repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As uv does: one file in its cache, outside the repository, hard-linked into every
+    # .nox environment; and one file linked from three separate candidates.
+    cached = write(tmp_path, "uv-cache/torch/lib.so", 5000)
+    for env in ("tests", "lint"):
+        write(repo, f".nox/{env}/pyvenv.cfg", 10)
+        linked = repo / f".nox/{env}/lib/torch/lib.so"
+        linked.parent.mkdir(parents=True)
+        os.link(cached, linked)
+    shared = write(repo, "build/shared.bin", 700)
+    os.link(shared, repo / "build" / "again.bin")  # twice inside one candidate
+    (repo / "dist").mkdir()
+    os.link(shared, repo / "dist" / "shared.bin")
+    os.link(shared, repo / ".coverage.linked")
+    write(repo, "dist/own.whl", 3)
+    assert shared.stat().st_nlink == 4
+    expected_total = 5000 + 2 * 10 + 700 + 3
+
+    dry = run_json(clean, capsys, "--root", str(repo), "--all", "--dry-run")
+    assert clean.main(["--root", str(repo), "--all", "-n"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    real = run_json(clean, capsys, "--root", str(repo), "--all")
+
+    each_once = [
+        {"path": ".coverage.linked", "kind": "file", "bytes": 700},
+        {"path": ".nox", "kind": "directory", "bytes": 5000 + 2 * 10},
+        {"path": "build", "kind": "directory", "bytes": 700},
+        {"path": "dist", "kind": "directory", "bytes": 703},
+    ]
+    assert dry["paths"] == real["paths"] == each_once
+    assert dry["total_bytes"] == real["total_bytes"] == expected_total
+    assert text[-1] == f"would free {clean.human_size(expected_total)} in 4 paths"
+    assert real["summary"] == f"freed {clean.human_size(expected_total)} in 4 paths"
+    assert real["exit_code"] == 0
+    for name in (".nox", "build", "dist", ".coverage.linked"):
+        assert not (repo / name).exists(), name
+    assert cached.read_bytes() == b"x" * 5000
+    assert cached.stat().st_nlink == 1
+
+
+def test_total_counts_only_the_candidates_that_were_removed(clean: ModuleType) -> None:
+    shared = {(1, 42): 700}
+    one = clean.Candidate("build", "directory", 710, shared)
+    two = clean.Candidate("dist", "directory", 703, shared)
+    alone = clean.Candidate(".coverage", "file", 5)
+
+    assert clean.Report(candidates=[one, two, alone]).total_bytes == 10 + 3 + 700 + 5
+    assert clean.Report(candidates=[two]).total_bytes == 703
+    assert clean.Report().total_bytes == 0
+
+
 def test_environments_and_nested_repositories_are_not_entered(
     clean: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

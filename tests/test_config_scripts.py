@@ -1,4 +1,4 @@
-"""validate_config, export_config_schema and lock_dependencies on real and broken inputs."""
+"""validate_config and export_config_schema on real and broken inputs."""
 
 from __future__ import annotations
 
@@ -27,11 +27,6 @@ def validate_config(load_script: Callable[[str], ModuleType]) -> ModuleType:
 @pytest.fixture
 def export_schema(load_script: Callable[[str], ModuleType]) -> ModuleType:
     return load_script("maintenance/export_config_schema.py")
-
-
-@pytest.fixture
-def lock(load_script: Callable[[str], ModuleType]) -> ModuleType:
-    return load_script("maintenance/lock_dependencies.py")
 
 
 def test_validate_config_passes_on_the_repository(
@@ -133,91 +128,3 @@ def test_export_schema_missing_folder(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert export_schema.main([]) == 2
-
-
-def test_constraints_pin_every_declared_requirement(
-    lock: ModuleType, repo_root: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert lock.main(["--root", str(repo_root), "--check"]) == 0, capsys.readouterr().out
-
-
-def test_collect_requirements_and_check(
-    lock: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (tmp_path / "packages" / "one").mkdir(parents=True)
-    (tmp_path / "packages" / "one" / "pyproject.toml").write_text(
-        '[project]\nname = "one"\ndependencies = ["Numpy>=1", "one-more"]\n'
-    )
-    (tmp_path / "pyproject.toml").write_text(
-        '[dependency-groups]\ntest = ["pytest"]\nall = [{include-group = "test"}, "rich"]\n'
-        '[tool.uv]\nconstraint-dependencies = ["torch==2.0"]\n'
-    )
-    (tmp_path / "scripts" / "data").mkdir(parents=True)
-    (tmp_path / "scripts" / "data" / "s.py").write_text(
-        '# /// script\n# dependencies = ["one", "pyyaml>=6"]\n# ///\n'
-    )
-    assert lock.collect_requirements(tmp_path) == [
-        "Numpy>=1",
-        "one-more",
-        "pytest",
-        "pyyaml>=6",
-        "rich",
-    ]
-    assert lock.uv_constraint_dependencies(tmp_path) == ["torch==2.0"]
-    (tmp_path / "constraints.txt").write_text("# pins\nnumpy==2.0\npytest==8.0\n")
-    assert lock.main(["--root", str(tmp_path), "--check"]) == 1
-    assert "lacks pins for: one-more, pyyaml, rich" in capsys.readouterr().out
-
-
-def test_strip_local_versions(lock: ModuleType) -> None:
-    text = "torch==2.13.0+cpu\nnumpy==2.0.1\nfoo==1.0+cu121 ; sys_platform == 'linux'\n"
-    assert lock.strip_local_versions(text) == (
-        "torch==2.13.0\nnumpy==2.0.1\nfoo==1.0 ; sys_platform == 'linux'\n"
-    )
-
-
-def test_lock_rejects_a_folder_without_pyproject(
-    lock: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert lock.main(["--root", str(tmp_path)]) == 2
-    assert "has no pyproject.toml" in capsys.readouterr().err
-
-
-def test_lock_reports_missing_uv(
-    lock: ModuleType,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    (tmp_path / "pyproject.toml").write_text("")
-    monkeypatch.setattr(lock.shutil, "which", lambda name: None)
-    assert lock.main(["--root", str(tmp_path)]) == 1
-    assert "uv not found on PATH" in capsys.readouterr().err
-    assert not (tmp_path / "constraints.txt").exists()
-
-
-def test_lock_writes_compiled_pins(
-    lock: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "pyproject.toml").write_text('[dependency-groups]\ntest = ["pytest"]\n')
-    calls: list[list[str]] = []
-
-    class Result:
-        returncode = 0
-        stdout = "pytest==9.0.0\ntorch==2.13.0+cpu\n"
-        stderr = ""
-
-    def fake_run(cmd: list[str], **kwargs: object) -> Result:
-        calls.append(cmd)
-        return Result()
-
-    monkeypatch.setattr(lock.shutil, "which", lambda name: "/usr/bin/uv")
-    monkeypatch.setattr(lock.subprocess, "run", fake_run)
-    assert lock.main(["--root", str(tmp_path)]) == 0
-    written = (tmp_path / "constraints.txt").read_text()
-    assert written.startswith("# Pinned versions")
-    assert "torch==2.13.0\n" in written
-    assert calls[0][:3] == ["/usr/bin/uv", "pip", "compile"]
-    Result.returncode, Result.stderr = 1, "no solution"
-    assert lock.main(["--root", str(tmp_path)]) == 1
-    assert (tmp_path / "constraints.txt").read_text() == written

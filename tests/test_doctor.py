@@ -178,7 +178,7 @@ def test_tool_missing_fails_with_install_hint(doctor: ModuleType) -> None:
     assert result == doctor.CheckResult(
         "nox",
         "fail",
-        'nox not found on PATH; install: python3 -m pip install uv && uv tool install "nox[uv]"',
+        'nox not found on PATH; install: python3 -m pip install --user uv && python3 -m uv tool install "nox[uv]>=2026.8.10"',
     )
 
 
@@ -448,7 +448,7 @@ def test_main_not_ready_without_tools(
     monkeypatch.setattr(doctor, "PROBES", probes)
     assert doctor.main([]) == 1
     out = capsys.readouterr().out
-    assert out.count('uv tool install "nox[uv]"') == 2
+    assert out.count('uv tool install "nox[uv]>=2026.8.10"') == 2
     assert out.splitlines()[-1] == "not ready: 2 problems"
 
 

@@ -28,7 +28,7 @@ MIN_PYTHON = (3, 11)
 DISK_WARN_GIB = 10.0
 DISK_FAIL_GIB = 2.0
 VERSION_TIMEOUT_S = 10.0
-INSTALL_HINT = 'python3 -m pip install uv && uv tool install "nox[uv]"'
+INSTALL_HINT = 'python3 -m pip install --user uv && python3 -m uv tool install "nox[uv]>=2026.8.10"'
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 Status = Literal["ok", "note", "warn", "fail"]

@@ -84,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
     print(f"created {target}")
-    print(f'next: add "{args.name}" to COVERAGE_MINIMUM in noxfile.py, then run '
-          f'`nox -s "tests({args.name})"`')  # fmt: skip
+    print(f'next: add "{args.name}" to COVERAGE_MINIMUM in aiprod_dev/targets.py, run '
+          f'`nox -s maintenance -- lock_dependencies`, then `nox -s "tests({args.name})"`')  # fmt: skip
     return 0
 
 

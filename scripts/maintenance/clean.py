@@ -10,6 +10,12 @@ Removed: ``__pycache__/``, ``*.pyc``/``*.pyo``, ``.pytest_cache/``, ``.mypy_cach
 Each removed path is printed relative to the repository root, followed by the total freed
 (``freed 1.2 MiB in 14 paths``). ``--dry-run`` only lists what would go.
 
+Sizes are apparent sizes (``lstat``) and, like ``du``, count a file with several hard links
+once: each (device, inode) adds its size a single time to a path's bytes and to the total,
+however many links the candidates hold (uv links the files of every ``.nox`` environment
+to the same copies in its cache). The total can therefore be less than the sum of the
+paths' bytes.
+
 Safety rules:
 
 - A git-tracked file is never removed. A generated-looking candidate that *is* or *contains*
@@ -42,7 +48,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -95,13 +101,23 @@ class TrackedPaths:
         return cls(frozenset(files), frozenset(dirs))
 
 
+#: A file's identity: (st_dev, st_ino). Hard links to one file share it.
+FileId = tuple[int, int]
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A generated path that may be removed."""
 
     path: str  # relative to the root, "/"-separated
     kind: str  # "directory" or "file"
-    bytes: int
+    bytes: int  # each file (device, inode) counted once
+    # The files among ``bytes`` that have more than one hard link, with their sizes, so that
+    # a file linked from several candidates is counted once in the total. Not in the JSON.
+    linked: Mapping[FileId, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {"path": self.path, "kind": self.kind, "bytes": self.bytes}
 
 
 @dataclass(frozen=True)
@@ -130,7 +146,12 @@ class Report:
 
     @property
     def total_bytes(self) -> int:
-        return sum(candidate.bytes for candidate in self.candidates)
+        """Bytes of the candidates, each (device, inode) counted once across all of them."""
+        single = sum(c.bytes - sum(c.linked.values()) for c in self.candidates)
+        shared: dict[FileId, int] = {}
+        for candidate in self.candidates:
+            shared.update(candidate.linked)
+        return single + sum(shared.values())
 
 
 def human_size(size: int) -> str:
@@ -223,13 +244,31 @@ def _is_boundary(path: Path, name: str, *, include_nox: bool) -> bool:
     return os.path.lexists(path / "pyvenv.cfg") or os.path.lexists(path / ".git")
 
 
-def _measure(directory: Path, root: Path) -> tuple[int, str | None, Failure | None]:
-    """Total lstat size of the files under ``directory`` (links are not followed).
+class _Sizes:
+    """Adds up lstat sizes, counting each (device, inode) with several links once."""
+
+    def __init__(self) -> None:
+        self.single = 0
+        self.linked: dict[FileId, int] = {}
+
+    def add(self, info: os.stat_result) -> None:
+        if info.st_nlink > 1:
+            self.linked[(info.st_dev, info.st_ino)] = info.st_size
+        else:
+            self.single += info.st_size
+
+    @property
+    def total(self) -> int:
+        return self.single + sum(self.linked.values())
+
+
+def _measure(directory: Path, root: Path) -> tuple[_Sizes, str | None, Failure | None]:
+    """The lstat sizes of the files under ``directory`` (links are not followed).
 
     Also returns why the directory must be kept (it holds a ``.git`` or ``.env``), and a
     failure when part of it could not be read (it is then kept: its content is unknown).
     """
-    total = 0
+    sizes = _Sizes()
     stack = [directory]
     while stack:
         current = stack.pop()
@@ -237,15 +276,15 @@ def _measure(directory: Path, root: Path) -> tuple[int, str | None, Failure | No
             with os.scandir(current) as entries:
                 found = list(entries)
         except OSError as exc:
-            return total, None, Failure(_relative(current, root), f"could not read: {exc.strerror}")
+            return sizes, None, Failure(_relative(current, root), f"could not read: {exc.strerror}")
         for entry in found:
             if is_protected_name(entry.name):
-                return total, f"contains {_relative(Path(entry.path), root)}", None
+                return sizes, f"contains {_relative(Path(entry.path), root)}", None
             if entry.is_dir(follow_symlinks=False):
                 stack.append(Path(entry.path))
             else:
-                total += entry.stat(follow_symlinks=False).st_size
-    return total, None, None
+                sizes.add(entry.stat(follow_symlinks=False))
+    return sizes, None, None
 
 
 def _consider(
@@ -265,17 +304,18 @@ def _consider(
         report.kept.append(Kept(rel, "contains tracked files"))
         return True
     if not is_dir:
-        size = entry.stat(follow_symlinks=False).st_size
-        report.candidates.append(Candidate(rel, "file", size))
+        sizes = _Sizes()
+        sizes.add(entry.stat(follow_symlinks=False))
+        report.candidates.append(Candidate(rel, "file", sizes.total, sizes.linked))
         return False
-    size, reason, failure = _measure(Path(entry.path), root)
+    sizes, reason, failure = _measure(Path(entry.path), root)
     if failure is not None:
         report.failed.append(failure)
         return False
     if reason is not None:
         report.kept.append(Kept(rel, reason))
         return True
-    report.candidates.append(Candidate(rel, "directory", size))
+    report.candidates.append(Candidate(rel, "directory", sizes.total, sizes.linked))
     return False
 
 
@@ -395,7 +435,7 @@ def print_json(report: Report, root: Path, *, dry_run: bool) -> None:
     document = {
         "root": str(root),
         "dry_run": dry_run,
-        "paths": [asdict(candidate) for candidate in report.candidates],
+        "paths": [candidate.as_dict() for candidate in report.candidates],
         "kept": [asdict(kept) for kept in report.kept],
         "failed": [asdict(failure) for failure in report.failed],
         "total_bytes": report.total_bytes,

@@ -1,17 +1,21 @@
 # /// script
 # requires-python = ">=3.11"
-# dependencies = ["nox[uv]>=2025.2.9"]
+# dependencies = ["nox[uv]>=2026.8.10"]
 # ///
-"""Time `nox -s tests` cold, reused and with pip against plain pytest in one venv.
+"""Time `nox -s tests` cold, reused, cached and after a trainer-only change, against pytest.
 
 Variants, each repeated and reported as a median, measured side by side in one run:
-  a  cold: `nox -s tests` with an empty envdir and a warm uv cache
-  b  reuse: `nox -R -s tests` on the environments (a) left behind
-  c  pytest: the same pytest commands in one prepared venv holding everything
-  d  pip: (a) with the virtualenv/pip backend instead of uv
-  env: `nox -s tests --install-only` with an empty envdir (environment creation alone)
-Prints a Markdown table (or --json) with the ratios b/c and d/a. The benchmark uses its
-own envdir under a temporary folder, so the repository's .nox/ is left alone.
+  env      `nox -s tests --install-only` with an empty envdir (environment creation alone)
+  a        cold: `nox -s tests` with an empty envdir (and so an empty result cache)
+  b        reuse: `nox -s tests` on the environments (a) left, result cache off
+  c        pytest: the same pytest commands in one prepared venv holding everything
+  d        pip: (a) with the virtualenv/pip backend instead of uv
+  cached   `nox -s tests` again with nothing changed: every target from the result cache
+  trainer  `nox -s tests` after a change to one trainer source file
+  affected `nox -s affected -- --since HEAD` after such a change: only the trainer target
+Everything runs on a private copy of the repository (its own git history, so `affected`
+sees only the benchmark's change) with its own envdir, so the checkout and its .nox/ are
+left alone. Prints a Markdown table (or --json) with the ratios b/c, d/a and the others/b.
 """
 
 from __future__ import annotations
@@ -27,16 +31,24 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypedDict
 
-VARIANTS = ("env", "a", "b", "c", "d")
+from aiprod_dev import targets
+
+VARIANTS = ("env", "a", "b", "c", "d", "cached", "trainer", "affected")
 DESCRIPTIONS = {
     "env": "create the test environments (`nox -s tests --install-only`, empty envdir)",
     "a": "`nox -s tests`, empty envdir, warm uv cache",
-    "b": "`nox -R -s tests`, environments reused",
+    "b": "`nox -s tests`, environments reused, result cache off",
     "c": "plain pytest, same commands, one prepared venv",
     "d": "`nox -db virtualenv -s tests`, empty envdir (pip)",
+    "cached": "`nox -s tests`, nothing changed (every target cached)",
+    "trainer": "`nox -s tests` after a trainer-only change (trainer and tooling rerun)",
+    "affected": "`nox -s affected` after a trainer-only change (only the trainer runs)",
 }
-TARGETS = {"aiprod-core": 90, "aiprod-pipelines": 85, "aiprod-trainer": 85, "tooling": 85}
+#: The source file the trainer-only variants change (a comment line is appended).
+TRAINER_FILE = Path("packages/aiprod-trainer/src/aiprod_trainer/__init__.py")
+CACHE_OFF = {"NOX_RESULT_CACHE": "off"}
 
 Runner = Callable[[Sequence[str], Path, Mapping[str, str]], float]
 
@@ -54,21 +66,29 @@ def run_timed(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> floa
     return elapsed
 
 
-def pytest_commands(python: str, root: Path) -> list[list[str]]:
-    """The pytest invocations `nox -s tests` makes, for one shared venv."""
+def copy_repository(root: Path, target: Path) -> Path:
+    """The files git knows in ``root`` (tracked and untracked, not ignored), as a new repo."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root, capture_output=True, check=True,
+    ).stdout.decode()  # fmt: skip
+    for name in filter(None, listed.split("\0")):
+        source = root / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "copy"]):
+        subprocess.run([*git, *args], cwd=target, check=True)
+    return target
+
+
+def pytest_commands(python: str, root: Path) -> list[tuple[list[str], dict[str, str]]]:
+    """The pytest invocations (and environments) `nox -s tests` makes, for one shared venv."""
     commands = []
-    for target, minimum in TARGETS.items():
-        if target == "tooling":
-            paths, cov = [str(root / "tests")], "--cov=scripts"
-        else:
-            paths, cov = (
-                [str(root / "packages" / target / "tests")],
-                f"--cov={target.replace('-', '_')}",
-            )
-        commands.append(
-            [python, "-m", "pytest", *paths, cov, "--cov-report=term-missing:skip-covered",
-             f"--cov-fail-under={minimum}", "-q"]
-        )  # fmt: skip
+    for target in targets.TARGETS:
+        run = targets.pytest_run(target, ["-q"], root)
+        commands.append(([python, "-m", "pytest", *run.args], run.env))
     return commands
 
 
@@ -85,8 +105,16 @@ def prepare_shared_venv(root: Path, venv: Path, uv: str) -> str:
     return python
 
 
-def measure(variant: str, root: Path, work: Path, run: Runner, python: str | None) -> float:
-    """One timed run of ``variant``; cold variants start from an empty envdir."""
+def change_trainer(root: Path, round_id: str) -> None:
+    """A trainer-only change: one more comment line in a trainer source file."""
+    with (root / TRAINER_FILE).open("a", encoding="utf-8") as handle:
+        handle.write(f"# benchmark change {round_id}\n")
+
+
+def measure(
+    variant: str, root: Path, work: Path, run: Runner, python: str | None, round_id: str = "0"
+) -> float:
+    """One timed run of ``variant`` in the repository copy ``root``."""
     envdir = work / ("envs-pip" if variant == "d" else "envs-uv")
     nox = [sys.executable, "-m", "nox", "--envdir", str(envdir), "--non-interactive"]
     if variant in {"env", "a", "d"}:
@@ -96,34 +124,57 @@ def measure(variant: str, root: Path, work: Path, run: Runner, python: str | Non
     if variant == "a":
         return run([*nox, "-s", "tests"], root, {})
     if variant == "b":
-        return run([*nox, "-R", "-s", "tests"], root, {})
+        return run([*nox, "-s", "tests"], root, CACHE_OFF)
     if variant == "d":
-        return run([*nox, "-db", "virtualenv", "-s", "tests"], root, {})
+        return run([*nox, "-db", "virtualenv", "-s", "tests"], root, CACHE_OFF)
+    if variant == "cached":
+        return run([*nox, "-s", "tests"], root, {})
+    if variant in {"trainer", "affected"}:
+        original = (root / TRAINER_FILE).read_bytes()
+        change_trainer(root, f"{variant} {round_id}")
+        try:
+            if variant == "trainer":
+                return run([*nox, "-s", "tests"], root, {})
+            return run([*nox, "-s", "affected", "--", "--since", "HEAD"], root, {})
+        finally:
+            (root / TRAINER_FILE).write_bytes(original)
     if python is None:
         raise ValueError("variant c needs the prepared venv's python")
-    env = {"COVERAGE_FILE": str(work / ".coverage.shared")}
-    return sum(run(command, root, env) for command in pytest_commands(python, root))
+    total = 0.0
+    for command, env in pytest_commands(python, root):
+        total += run(command, root, {**env, "COVERAGE_FILE": str(work / ".coverage.shared")})
+    return total
 
 
-def summarize(samples: dict[str, list[float]]) -> dict[str, object]:
+class Summary(TypedDict):
+    """What :func:`summarize` returns (printed as JSON with ``--json``)."""
+
+    samples: dict[str, list[float]]
+    medians: dict[str, float]
+    ratios: dict[str, float]
+
+
+def summarize(samples: dict[str, list[float]]) -> Summary:
     """Medians per variant and the ratios the targets are stated in."""
     medians = {name: statistics.median(values) for name, values in samples.items()}
-    ratios = {}
+    ratios: dict[str, float] = {}
     if "b" in medians and "c" in medians:
         ratios["b/c"] = medians["b"] / medians["c"]
     if "d" in medians and "a" in medians:
         ratios["d/a"] = medians["d"] / medians["a"]
+    for name in ("cached", "trainer", "affected"):
+        if name in medians and "b" in medians:
+            ratios[f"{name}/b"] = medians[name] / medians["b"]
     return {"samples": samples, "medians": medians, "ratios": ratios}
 
 
-def markdown(summary: dict[str, object]) -> str:
-    medians: dict[str, float] = summary["medians"]  # type: ignore[assignment]
-    samples: dict[str, list[float]] = summary["samples"]  # type: ignore[assignment]
+def markdown(summary: Summary) -> str:
+    medians, samples = summary["medians"], summary["samples"]
     lines = ["| variant | what | median (s) | runs (s) |", "| --- | --- | ---: | --- |"]
     for name, value in medians.items():
         runs = ", ".join(f"{s:.1f}" for s in samples[name])
         lines.append(f"| {name} | {DESCRIPTIONS[name]} | {value:.1f} | {runs} |")
-    for name, value in summary["ratios"].items():  # type: ignore[union-attr]
+    for name, value in summary["ratios"].items():
         lines.append(f"\n{name} = {value:.2f}")
     return "\n".join(lines)
 
@@ -141,7 +192,6 @@ def main(argv: Sequence[str] | None = None, run: Runner = run_timed) -> int:
         print(f"error: variants must be among {', '.join(VARIANTS)} and --repeat >= 1; "
               f"got {', '.join(unknown) or args.repeat}", file=sys.stderr)  # fmt: skip
         return 2
-    root = args.root.resolve()
     uv = shutil.which("uv")
     if uv is None:
         print(
@@ -152,11 +202,12 @@ def main(argv: Sequence[str] | None = None, run: Runner = run_timed) -> int:
     samples: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="aiprod-bench-") as tmp:
         work = Path(tmp)
-        python = prepare_shared_venv(root, work / "shared", uv) if "c" in variants else None
+        repo = copy_repository(args.root.resolve(), work / "repo")
+        python = prepare_shared_venv(repo, work / "shared", uv) if "c" in variants else None
         try:
-            for _ in range(args.repeat):
+            for index in range(args.repeat):
                 for name in variants:  # interleaved, so drift affects every variant alike
-                    samples[name].append(measure(name, root, work, run, python))
+                    samples[name].append(measure(name, repo, work, run, python, str(index)))
                     print(f"{name}: {samples[name][-1]:.1f} s", file=sys.stderr)
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,186 @@
+"""The workspace as data: packages, their dependency graph, dependency groups, scripts.
+
+Everything is read from the files (``packages/*/pyproject.toml``, the root
+``[dependency-groups]``, each script's PEP 723 header); names and requirement strings are
+parsed with ``packaging``, so ``Nox[uv]>=2025`` and ``nox`` are the same distribution.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT_CATEGORIES = ("data", "maintenance", "testing", "dev", "deployment")
+
+#: PEP 723's block syntax: ``# /// script`` ... ``# ///``, every line in between a comment.
+_PEP723_BLOCK = re.compile(
+    r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$"
+)
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict."""
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def requirement_name(requirement: str) -> str:
+    """The canonical distribution name of a PEP 508 requirement string."""
+    try:
+        return canonicalize_name(Requirement(requirement).name)
+    except InvalidRequirement as exc:
+        raise ValueError(f"not a requirement: {requirement!r} ({exc})") from None
+
+
+def normalized_requirement(requirement: str) -> str:
+    """A requirement string in one spelling (canonical name, sorted extras and specifiers)."""
+    parsed = Requirement(requirement)
+    parsed.name = canonicalize_name(parsed.name)
+    return str(parsed)
+
+
+def workspace_packages(root: Path = ROOT) -> dict[str, Path]:
+    """Workspace member names (canonical) mapped to their folders."""
+    members: dict[str, Path] = {}
+    for pyproject in sorted((root / "packages").glob("*/pyproject.toml")):
+        members[canonicalize_name(load_toml(pyproject)["project"]["name"])] = pyproject.parent
+    return members
+
+
+def package_dependencies(package: str, root: Path = ROOT) -> list[str]:
+    """The ``[project] dependencies`` a workspace package declares."""
+    pyproject = workspace_packages(root)[canonicalize_name(package)] / "pyproject.toml"
+    return list(load_toml(pyproject)["project"].get("dependencies", []))
+
+
+def dependency_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Each workspace package mapped to the workspace packages it declares directly."""
+    members = workspace_packages(root)
+    return {
+        name: {
+            requirement_name(dep)
+            for dep in package_dependencies(name, root)
+            if requirement_name(dep) in members
+        }
+        for name in members
+    }
+
+
+def closure(graph: Mapping[str, set[str]], package: str) -> list[str]:
+    """``package`` and every workspace package it depends on, dependencies first."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for dependency in sorted(graph[name]):
+            visit(dependency)
+        order.append(name)
+
+    visit(package)
+    return order
+
+
+def split_requirements(
+    requirements: Iterable[str], root: Path = ROOT
+) -> tuple[list[Path], list[str]]:
+    """Separate workspace packages (closed over their own workspace dependencies) from the rest.
+
+    Returns the folders of the workspace packages to install, dependencies first, and the
+    remaining third-party requirement strings, in their original order without repeats.
+    """
+    members = workspace_packages(root)
+    graph = dependency_graph(root)
+    local: list[Path] = []
+    external: list[str] = []
+    for requirement in requirements:
+        name = requirement_name(requirement)
+        if name not in members:
+            if requirement not in external:
+                external.append(requirement)
+            continue
+        for package in closure(graph, name):
+            if members[package] not in local:
+                local.append(members[package])
+    return local, external
+
+
+def local_requirements(local: Iterable[Path], root: Path = ROOT) -> list[str]:
+    """Third-party requirements declared by the given workspace package folders."""
+    members = workspace_packages(root)
+    names = {path: name for name, path in members.items()}
+    requirements: list[str] = []
+    for path in local:
+        for requirement in package_dependencies(names[path], root):
+            if requirement_name(requirement) not in members and requirement not in requirements:
+                requirements.append(requirement)
+    return requirements
+
+
+def dependency_group(pyproject: Mapping[str, Any], name: str) -> list[str]:
+    """A PEP 735 dependency group's requirement strings, ``include-group`` entries expanded."""
+    groups = pyproject.get("dependency-groups", {})
+    if name not in groups:
+        known = ", ".join(groups) or "(none)"
+        raise ValueError(f"no dependency group {name!r}; expected one of: {known}")
+    result: list[str] = []
+    for entry in groups[name]:
+        if isinstance(entry, dict):
+            included = dependency_group(pyproject, entry["include-group"])
+            result += [r for r in included if r not in result]
+        elif entry not in result:
+            result.append(entry)
+    return result
+
+
+def script_metadata(script: Path) -> dict[str, Any]:
+    """The PEP 723 ``# /// script`` block of a script (empty when it has none)."""
+    blocks = [
+        m for m in _PEP723_BLOCK.finditer(script.read_text(encoding="utf-8"))
+        if m.group("type") == "script"
+    ]  # fmt: skip
+    if len(blocks) > 1:
+        raise ValueError(f"{script}: more than one '# /// script' block")
+    if not blocks:
+        return {}
+    content = "".join(
+        line[2:] if line.startswith("# ") else line[1:]
+        for line in blocks[0].group("content").splitlines(keepends=True)
+    )
+    return tomllib.loads(content)
+
+
+def script_description(script: Path) -> str:
+    """The first line of a script's module docstring, read without importing it."""
+    docstring = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8")))
+    return docstring.splitlines()[0].strip() if docstring else "(no description)"
+
+
+def category_scripts(category: str, root: Path = ROOT) -> dict[str, Path]:
+    """Script names (file stems) of one scripts/ category mapped to their paths."""
+    return {path.stem: path for path in sorted((root / "scripts" / category).glob("*.py"))}
+
+
+def all_scripts(root: Path = ROOT) -> list[Path]:
+    """Every script of every category."""
+    return [
+        path for category in SCRIPT_CATEGORIES for path in category_scripts(category, root).values()
+    ]
+
+
+def find_script(category: str, name: str, root: Path = ROOT) -> Path:
+    """The script ``name`` (with or without .py) in ``category``, or a clear error."""
+    scripts = category_scripts(category, root)
+    stem = name.removesuffix(".py")
+    if stem not in scripts:
+        known = ", ".join(scripts) or "(none)"
+        raise ValueError(f"no script {name!r} in scripts/{category}/; expected one of: {known}")
+    return scripts[stem]
