@@ -52,8 +52,9 @@ VALUE_OPTIONS = frozenset(
      "--junitxml", "--cov", "--cov-report", "--cov-config", "--log-level", "--timeout",
      "--hypothesis-seed", "--hypothesis-profile"}
 )  # fmt: skip
-#: pytest-xdist workers per target (measured; see docs/PERFORMANCE.md). Absent: one process.
-WORKERS: dict[str, int] = {}
+#: pytest-xdist workers per target, where it pays (measured on 2 cores, docs/PERFORMANCE.md:
+#: tooling 1.4x faster; the trainer 1.2x slower, its torch already uses both cores).
+WORKERS = {TOOLING: "auto"}
 
 
 def source_inputs(package: str, root: Path = ROOT) -> list[str]:
@@ -128,7 +129,7 @@ def pytest_run(target: str, posargs: Sequence[str], root: Path = ROOT) -> Pytest
     if subset is None:
         args.append(f"--cov-fail-under={COVERAGE_MINIMUM[target]}")
     if target in WORKERS:
-        args += ["-n", str(WORKERS[target])]
+        args += ["-n", WORKERS[target]]
     env = {"COVERAGE_FILE": str(root / f".coverage.{target}")}
     if target == TOOLING:
         env["PYTHONPATH"] = str(root)  # the tests import aiprod_dev, as the scripts do

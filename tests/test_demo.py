@@ -65,7 +65,9 @@ def test_quick_demo_writes_its_artefacts_then_reuses_the_checkpoints(
     assert report["trained"] is True
     assert [s["name"] for s in report["stages"]] == STAGES
     assert all(s["status"] == "ran" and s["seconds"] >= 0 for s in report["stages"])
-    assert report["total_seconds"] >= sum(s["seconds"] for s in report["stages"])
+    # Each figure is rounded to the millisecond, so the stages' sum may pass the total by that.
+    stage_sum = sum(s["seconds"] for s in report["stages"])
+    assert report["total_seconds"] >= stage_sum - 0.0005 * len(report["stages"])
 
     videos = [Path(v) for v in report["outputs"]["videos"]]
     assert [v.parent for v in videos] == [out] * len(QUICK.prompts)

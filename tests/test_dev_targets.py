@@ -46,6 +46,8 @@ def test_pytest_run_enforces_the_minimum_only_on_full_runs(repo_root: Path) -> N
     tooling = targets.pytest_run("tooling", [], repo_root)
     assert tooling.args[:3] == [str(repo_root / "tests"), "--cov=scripts", "--cov=aiprod_dev"]
     assert tooling.env["PYTHONPATH"] == str(repo_root)
+    assert tooling.args[-2:] == ["-n", "auto"], "the tooling tests run on every core"
+    assert "-n" not in full.args
 
 
 def test_target_requirements(repo_root: Path) -> None:
