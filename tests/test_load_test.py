@@ -10,6 +10,7 @@ from __future__ import annotations
 import _thread
 import io
 import json
+import signal
 import socket
 import statistics
 import threading
@@ -494,14 +495,48 @@ def test_accepted_answer_without_an_id_is_an_error(
     assert report["errors"] == {f"{lt.SUBMIT} -> 202 without a job id": 1}
 
 
+@pytest.fixture
+def ctrl_c() -> Iterator[Callable[[Stub, int], threading.Thread]]:
+    """Press Ctrl-C ``times`` times once the stub has seen a submission, 0.3 s apart.
+
+    Waiting for the first submission (not a fixed delay) keeps the press inside the load
+    loop however busy the machine is; Python's own SIGINT handler is restored for the test
+    (a test runner's worker process may have replaced it).
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    threads: list[threading.Thread] = []
+
+    def press(stub: Stub, times: int) -> threading.Thread:
+        def run() -> None:
+            deadline = time.monotonic() + 30
+            while not stub.posts() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for index in range(times):
+                time.sleep(0.3 if index else 0.1)
+                _thread.interrupt_main()
+
+        thread = threading.Thread(target=run, daemon=True)
+        threads.append(thread)
+        thread.start()
+        return thread
+
+    yield press
+    for thread in threads:
+        thread.join(timeout=30)
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_stops_submitting_and_waits_for_jobs_in_flight(
-    lt: ModuleType, serve: Callable[[Stub], str], capsys: pytest.CaptureFixture[str]
+    lt: ModuleType,
+    serve: Callable[[Stub], str],
+    capsys: pytest.CaptureFixture[str],
+    ctrl_c: Callable[[Stub, int], threading.Thread],
 ) -> None:
-    url = serve(Stub(polls_to_finish=80))  # about 1 s per job: in flight at the Ctrl-C
-    timer = threading.Timer(0.4, _thread.interrupt_main)
-    timer.start()
+    stub = Stub(polls_to_finish=80)  # about 1 s per job: in flight at the Ctrl-C
+    url = serve(stub)
+    presser = ctrl_c(stub, 1)
     code = lt.main(["--url", url, *FAST, "--concurrency", "1", "--duration", "20"])
-    timer.join()
+    presser.join()
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert "(Ctrl-C again to stop waiting)" in captured.err
@@ -511,16 +546,17 @@ def test_ctrl_c_stops_submitting_and_waits_for_jobs_in_flight(
 
 
 def test_second_ctrl_c_abandons_jobs_in_flight(
-    lt: ModuleType, serve: Callable[[Stub], str], capsys: pytest.CaptureFixture[str]
+    lt: ModuleType,
+    serve: Callable[[Stub], str],
+    capsys: pytest.CaptureFixture[str],
+    ctrl_c: Callable[[Stub, int], threading.Thread],
 ) -> None:
-    url = serve(Stub(final_status=None))
-    timers = [threading.Timer(delay, _thread.interrupt_main) for delay in (0.4, 0.7)]
-    for timer in timers:
-        timer.start()
+    stub = Stub(final_status=None)
+    url = serve(stub)
+    presser = ctrl_c(stub, 2)
     started = time.monotonic()
     code = lt.main(["--url", url, *FAST, "--concurrency", "2", "--duration", "20"])
-    for timer in timers:
-        timer.join()
+    presser.join()
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert code == 1

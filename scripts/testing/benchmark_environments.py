@@ -61,7 +61,9 @@ def run_timed(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> floa
     )
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
+        lines = (result.stdout + result.stderr).splitlines()
+        failures = [line for line in lines if line.startswith(("FAILED", "ERROR", "E "))]
+        tail = "\n".join([*failures[:40], *lines[-20:]])
         raise RuntimeError(f"`{' '.join(command)}` failed ({result.returncode}):\n{tail}")
     return elapsed
 
