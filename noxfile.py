@@ -44,9 +44,6 @@ nox.options.sessions = ["lint", "typecheck", "tests", "coverage"]
 PYPROJECT = load_toml(ROOT / "pyproject.toml")
 SCRIPTS = ROOT / "scripts"
 RUN_ENV = environments.script_run_environment(ROOT)
-TYPECHECKED = ["packages/aiprod-core/src/aiprod_core", "packages/aiprod-pipelines/src/aiprod_pipelines",
-               "packages/aiprod-trainer/src/aiprod_trainer", *sorted(p.relative_to(ROOT).as_posix() for p in SCRIPTS.glob("*/*.py")),
-               "aiprod_dev", "noxfile.py"]  # fmt: skip
 
 
 @nox.session(allow_parallel=True, tags=["ci"])
@@ -102,10 +99,7 @@ def affected(session: nox.Session) -> None:
 @nox.session(tags=["ci"])
 def lint(session: nox.Session) -> None:
     """Check the lock, then every pre-commit hook: ruff, hadolint, shellcheck, workflow schema, ..."""
-    uv = hosts.uv_binary()
-    if uv is None:
-        session.error("uv not found; install it: python3 -m pip install --user uv")
-    if problems := lock.check(ROOT, uv, os.environ):
+    if problems := lock.check(ROOT, hosts.uv_binary(), os.environ):
         session.error("the lock is not in order:\n  " + "\n  ".join(problems))
     session.log("uv.lock is current, portable and exported to constraints.txt")
     lint_group = dependency_group(PYPROJECT, "lint")
@@ -119,7 +113,7 @@ def typecheck(session: nox.Session) -> None:
     packages = list(workspace_packages(ROOT))
     groups = [*dependency_group(PYPROJECT, "scripts"), *dependency_group(PYPROJECT, "typecheck")]
     environments.install(session, [*packages, *groups])
-    session.run("mypy", *(session.posargs or TYPECHECKED))
+    session.run("mypy", *(session.posargs or targets.typechecked(ROOT)))
 
 
 @nox.session(venv_backend="none", default=False)

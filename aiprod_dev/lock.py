@@ -124,8 +124,10 @@ def export_constraints(uv: str, root: Path, environ: Mapping[str, str]) -> str:
     return CONSTRAINTS_HEADER + result.stdout
 
 
-def check(root: Path, uv: str, environ: Mapping[str, str]) -> list[str]:
+def check(root: Path, uv: str | None, environ: Mapping[str, str]) -> list[str]:
     """Everything that keeps the lock honest; each problem names its fix."""
+    if uv is None:
+        return ["uv not found; install it with `python3 -m pip install --user uv`"]
     problems = [f"{p}; add it to [dependency-groups] in pyproject.toml, then {FIX}"
                 for p in script_group_problems(root)]  # fmt: skip
     lock_path = root / LOCK

@@ -136,6 +136,16 @@ def pytest_run(target: str, posargs: Sequence[str], root: Path = ROOT) -> Pytest
     return PytestRun([*args, *posargs], env, subset, tuple(posargs))
 
 
+def typechecked(root: Path = ROOT) -> list[str]:
+    """What ``nox -s typecheck`` gives mypy: every package's code, the scripts, the tooling."""
+    packages = [
+        (path / "src" / name.replace("-", "_")).relative_to(root).as_posix()
+        for name, path in workspace_packages(root).items()
+    ]
+    scripts = sorted(p.relative_to(root).as_posix() for p in root.glob("scripts/*/*.py"))
+    return [*packages, *scripts, "aiprod_dev", "noxfile.py"]
+
+
 def coverage_target(path: str) -> str | None:
     """The test target a measured file belongs to."""
     parts = Path(path).parts

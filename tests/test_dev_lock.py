@@ -142,6 +142,12 @@ def test_check_reports_each_problem_with_its_fix(tmp_path: Path, uv: str) -> Non
     assert stale[0].endswith(lock.FIX)
 
 
+def test_check_without_uv_says_how_to_install_it(tmp_path: Path) -> None:
+    assert lock.check(tmp_path, None, {}) == [
+        "uv not found; install it with `python3 -m pip install --user uv`"
+    ]
+
+
 def test_locking_ignores_find_links() -> None:
     environ = {"UV_FIND_LINKS": "/somewhere/wheels", "PATH": os.environ["PATH"]}
     assert lock.lock_environment(environ) == {"PATH": os.environ["PATH"]}

@@ -104,3 +104,15 @@ def test_coverage_by_target() -> None:
     }
     assert targets.coverage_target("packages/x/src/x/m.py") == "x"
     assert targets.coverage_target("noxfile.py") is None
+
+
+def test_typechecked_covers_every_package_script_and_the_tooling(repo_root: Path) -> None:
+    paths = targets.typechecked(repo_root)
+    assert paths[:3] == [
+        "packages/aiprod-core/src/aiprod_core",
+        "packages/aiprod-pipelines/src/aiprod_pipelines",
+        "packages/aiprod-trainer/src/aiprod_trainer",
+    ]
+    assert "scripts/maintenance/lock_dependencies.py" in paths
+    assert paths[-2:] == ["aiprod_dev", "noxfile.py"]
+    assert all((repo_root / path).exists() for path in paths)
