@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from nox.command import CommandFailed
 
 from aiprod_dev.environments import installed_distributions
 from aiprod_dev.targets import COVERAGE_MINIMUM, PytestRun, target_inputs
+from aiprod_dev.workspace import git_files
 
 if TYPE_CHECKING:
     import nox
@@ -51,12 +51,9 @@ def enabled(environ: Mapping[str, str]) -> bool:
 
 def input_files(root: Path, prefixes: Sequence[str]) -> list[str]:
     """The files under ``prefixes`` that git does not ignore, as sorted relative paths."""
-    result = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *prefixes],
-        cwd=root, capture_output=True, check=False,
-    )  # fmt: skip
-    if result.returncode == 0:
-        return sorted({name for name in result.stdout.decode().split("\0") if name})
+    listed = git_files(root, prefixes)
+    if listed is not None:
+        return listed
     files = set()  # not a git checkout: walk, skipping tool caches and compiled files
     for prefix in prefixes:
         path = root / prefix

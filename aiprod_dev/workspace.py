@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -184,3 +186,27 @@ def find_script(category: str, name: str, root: Path = ROOT) -> Path:
         known = ", ".join(scripts) or "(none)"
         raise ValueError(f"no script {name!r} in scripts/{category}/; expected one of: {known}")
     return scripts[stem]
+
+
+def git_files(root: Path, prefixes: Iterable[str] = ()) -> list[str] | None:
+    """Files git knows under ``prefixes`` (tracked, and untracked but not ignored), sorted;
+    None when ``root`` is not a git checkout."""
+    result = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *prefixes],
+        cwd=root, capture_output=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        return None
+    return sorted({name for name in result.stdout.decode().split("\0") if name})
+
+
+def copy_checkout(root: Path, target: Path) -> Path:
+    """Copy what a clone of ``root``'s working tree would hold (the files git knows) to ``target``."""
+    names = git_files(root)
+    if names is None:
+        raise ValueError(f"{root} is not a git checkout")
+    for name in names:
+        if (root / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, target / name)
+    return target

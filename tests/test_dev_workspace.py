@@ -111,3 +111,28 @@ def test_find_script(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"no script 'nope' in scripts/data/; expected one of"):
         workspace.find_script("data", "nope", root)
     assert [p.name for p in workspace.all_scripts(root)] == ["make_things.py", "plain.py"]
+
+
+def test_git_files_and_copy_checkout(tmp_path: Path) -> None:
+    import subprocess
+
+    root = make_workspace(tmp_path / "repo")
+    assert workspace.git_files(root) is None
+    (root / ".gitignore").write_text("*.log\n")
+    (root / "noise.log").write_text("ignored\n")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "packages"], cwd=root, check=True)
+    files = workspace.git_files(root)
+    assert files is not None
+    assert "packages/alpha-core/pyproject.toml" in files  # tracked
+    assert "scripts/data/plain.py" in files  # untracked, not ignored
+    assert "noise.log" not in files
+    assert workspace.git_files(root, ["scripts/"]) == [
+        "scripts/data/make_things.py",
+        "scripts/data/plain.py",
+    ]
+    copy = workspace.copy_checkout(root, tmp_path / "copy")
+    copied = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file())
+    assert copied == files
+    with pytest.raises(ValueError, match="is not a git checkout"):
+        workspace.copy_checkout(tmp_path / "copy", tmp_path / "again")

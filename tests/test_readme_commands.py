@@ -10,21 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from aiprod_dev.workspace import copy_checkout
+
 #: The README's one-liner (its text is checked, then run on a copy of the repository).
 DEVELOP_LINE = "nox -s develop && .venv/bin/aiprod-generate --version"
-
-
-def fresh_copy(repo_root: Path, target: Path) -> Path:
-    """The files git knows (tracked, and untracked but not ignored): a fresh clone's content."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=repo_root, capture_output=True, check=True,
-    ).stdout.decode()  # fmt: skip
-    for name in filter(None, listed.split("\0")):
-        if (repo_root / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            (target / name).write_bytes((repo_root / name).read_bytes())
-    return target
 
 
 def test_readme_names_the_develop_line(repo_root: Path) -> None:
@@ -34,7 +23,7 @@ def test_readme_names_the_develop_line(repo_root: Path) -> None:
 
 @pytest.mark.slow
 def test_develop_puts_the_clis_in_dot_venv(repo_root: Path, tmp_path: Path) -> None:
-    copy = fresh_copy(repo_root, tmp_path / "clone")
+    copy = copy_checkout(repo_root, tmp_path / "clone")  # what a fresh clone holds
     nox, rest = DEVELOP_LINE.split(" && ")
     made = subprocess.run(
         [sys.executable, "-m", *shlex.split(nox), "--non-interactive"],

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from aiprod_dev import targets
+from aiprod_dev.workspace import copy_checkout
 
 VARIANTS = ("env", "a", "b", "c", "d", "cached", "trainer", "affected")
 DESCRIPTIONS = {
@@ -70,15 +71,7 @@ def run_timed(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> floa
 
 def copy_repository(root: Path, target: Path) -> Path:
     """The files git knows in ``root`` (tracked and untracked, not ignored), as a new repo."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root, capture_output=True, check=True,
-    ).stdout.decode()  # fmt: skip
-    for name in filter(None, listed.split("\0")):
-        source = root / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    copy_checkout(root, target)
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "copy"]):
         subprocess.run([*git, *args], cwd=target, check=True)
