@@ -43,7 +43,7 @@ EXPORT_ARGS = (
     "--frozen", "--no-header", "--no-annotate", "--quiet",
 )  # fmt: skip
 #: Variables that point uv at one machine's wheels; locking ignores them.
-LOCAL_SOURCES = ("UV_FIND_LINKS", "PIP_FIND_LINKS")
+LOCAL_SOURCES = ("UV_FIND_LINKS",)
 
 
 def lock_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -151,7 +151,11 @@ def check(root: Path, uv: str | None, environ: Mapping[str, str]) -> list[str]:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, fsync and rename."""
+    """Write ``text`` to ``path`` through a temporary file, fsync and rename.
+
+    Not ``aiprod_core.atomic``: the tooling builds the packages' environments, so it must
+    not need them (installing aiprod-core to lock would pull in torch).
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiprod_dev.environments import script_run_environment
 from aiprod_dev.workspace import (
     ROOT,
     closure,
@@ -132,7 +133,7 @@ def pytest_run(target: str, posargs: Sequence[str], root: Path = ROOT) -> Pytest
         args += ["-n", WORKERS[target]]
     env = {"COVERAGE_FILE": str(root / f".coverage.{target}")}
     if target == TOOLING:
-        env["PYTHONPATH"] = str(root)  # the tests import aiprod_dev, as the scripts do
+        env.update(script_run_environment(root))  # the tests import aiprod_dev, as scripts do
     return PytestRun([*args, *posargs], env, subset, tuple(posargs))
 
 

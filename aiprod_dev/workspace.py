@@ -49,30 +49,35 @@ def normalized_requirement(requirement: str) -> str:
     return str(parsed)
 
 
+def _projects(root: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Each workspace member (canonical name): its folder and its ``[project]`` table."""
+    projects: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for pyproject in sorted((root / "packages").glob("*/pyproject.toml")):
+        project = load_toml(pyproject)["project"]
+        projects[canonicalize_name(project["name"])] = (pyproject.parent, project)
+    return projects
+
+
 def workspace_packages(root: Path = ROOT) -> dict[str, Path]:
     """Workspace member names (canonical) mapped to their folders."""
-    members: dict[str, Path] = {}
-    for pyproject in sorted((root / "packages").glob("*/pyproject.toml")):
-        members[canonicalize_name(load_toml(pyproject)["project"]["name"])] = pyproject.parent
-    return members
+    return {name: folder for name, (folder, _) in _projects(root).items()}
 
 
 def package_dependencies(package: str, root: Path = ROOT) -> list[str]:
     """The ``[project] dependencies`` a workspace package declares."""
-    pyproject = workspace_packages(root)[canonicalize_name(package)] / "pyproject.toml"
-    return list(load_toml(pyproject)["project"].get("dependencies", []))
+    return list(_projects(root)[canonicalize_name(package)][1].get("dependencies", []))
 
 
 def dependency_graph(root: Path = ROOT) -> dict[str, set[str]]:
     """Each workspace package mapped to the workspace packages it declares directly."""
-    members = workspace_packages(root)
+    projects = _projects(root)
     return {
         name: {
             requirement_name(dep)
-            for dep in package_dependencies(name, root)
-            if requirement_name(dep) in members
+            for dep in project.get("dependencies", [])
+            if requirement_name(dep) in projects
         }
-        for name in members
+        for name, (_, project) in projects.items()
     }
 
 

@@ -50,3 +50,24 @@ def load_script() -> Callable[[str], ModuleType]:
 def noxfile() -> ModuleType:
     """The repository's noxfile.py, imported as a module (its helpers are plain functions)."""
     return load_module(REPO_ROOT / "noxfile.py", "aiprod_noxfile")
+
+
+def lock_text(*packages: tuple[str, str, str]) -> str:
+    """A ``uv.lock`` text of ``(name, version, source)`` packages.
+
+    A source with ``://`` or a leading ``/`` is a registry; anything else is an editable
+    workspace folder.
+    """
+    blocks = ["version = 1\n"]
+    for name, version, source in packages:
+        kind = "registry" if "://" in source or source.startswith("/") else "editable"
+        blocks.append(
+            f'[[package]]\nname = "{name}"\nversion = "{version}"\nsource = {{ {kind} = "{source}" }}\n'
+        )
+    return "\n".join(blocks)
+
+
+@pytest.fixture(scope="session")
+def uv_lock_text() -> Callable[..., str]:
+    """Build a ``uv.lock`` text from ``(name, version, source)`` tuples."""
+    return lock_text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -153,28 +154,10 @@ def test_cpu_torch_from_find_links(tmp_path: Path, repo_root: Path) -> None:
     assert environments.check_against_lock(venv, repo_root) == []
 
 
-LOCK = """\
-version = 1
-
-[[package]]
-name = "alpha"
-version = "0.1.0"
-source = { editable = "packages/alpha" }
-
-[[package]]
-name = "numpy"
-version = "2.4.6"
-source = { registry = "https://pypi.org/simple" }
-
-[[package]]
-name = "torch"
-version = "2.13.0"
-source = { registry = "https://pypi.org/simple" }
-"""
-
-
-def lock_workspace(root: Path) -> Path:
+@pytest.fixture
+def workspace_root(tmp_path: Path, uv_lock_text: Callable[..., str]) -> Path:
     """A one-package workspace (alpha needs numpy and torch) with a lock and constraints."""
+    root = tmp_path / "ws"
     package = root / "packages" / "alpha"
     (package / "src" / "alpha").mkdir(parents=True)
     (package / "src" / "alpha" / "__init__.py").write_text("")
@@ -182,7 +165,11 @@ def lock_workspace(root: Path) -> Path:
         '[project]\nname = "alpha"\nversion = "0.1.0"\ndependencies = ["numpy>=2", "torch>=2"]\n'
     )
     (root / "pyproject.toml").write_text("[tool.uv.workspace]\nmembers = ['packages/*']\n")
-    (root / "uv.lock").write_text(LOCK)
+    pypi = "https://pypi.org/simple"
+    (root / "uv.lock").write_text(
+        uv_lock_text(("alpha", "0.1.0", "packages/alpha"), ("numpy", "2.4.6", pypi),
+                  ("torch", "2.13.0", pypi))
+    )  # fmt: skip
     (root / "constraints.txt").write_text("numpy==2.4.6\ntorch==2.13.0\n")
     return root
 
@@ -234,9 +221,9 @@ class InstallingSession:
 
 
 def test_install_uses_the_lock_and_is_reused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, workspace_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = lock_workspace(tmp_path / "ws")
+    root = workspace_root
     monkeypatch.setenv("PIP_FIND_LINKS", "/wheels")
     monkeypatch.delenv("UV_FIND_LINKS", raising=False)
     env_dir = tmp_path / "env"
@@ -266,8 +253,10 @@ def test_install_uses_the_lock_and_is_reused(
     assert changed.commands[1][1:3] == ("--no-deps", "--force-reinstall")
 
 
-def test_install_refuses_versions_the_lock_does_not_hold(tmp_path: Path) -> None:
-    root = lock_workspace(tmp_path / "ws")
+def test_install_refuses_versions_the_lock_does_not_hold(
+    tmp_path: Path, workspace_root: Path
+) -> None:
+    root = workspace_root
     session = InstallingSession(tmp_path / "env", {"numpy": "1.26.0"})
     with pytest.raises(RuntimeError, match=r"numpy 1\.26\.0 is installed, uv\.lock has 2\.4\.6"):
         environments.install(session, ["numpy"], root=root)  # type: ignore[arg-type]  # stands in for nox.Session
@@ -275,9 +264,9 @@ def test_install_refuses_versions_the_lock_does_not_hold(tmp_path: Path) -> None
 
 
 def test_environment_builds_once_and_can_be_editable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, workspace_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = lock_workspace(tmp_path / "ws")
+    root = workspace_root
     monkeypatch.setattr(environments, "uv_binary", lambda: "/bin/uv")
     monkeypatch.setattr(environments, "install_environment", lambda environ: {})
     versions = {"numpy": "2.4.6", "torch": "2.13.0", "alpha": "0.1.0"}
@@ -296,9 +285,9 @@ def test_environment_builds_once_and_can_be_editable(
 
 
 def test_environment_leaves_the_hosts_torch_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, workspace_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = lock_workspace(tmp_path / "ws")
+    root = workspace_root
     monkeypatch.setattr(environments, "uv_binary", lambda: None)
     monkeypatch.setattr(
         environments, "install_environment", lambda environ: {"UV_FIND_LINKS": "/w"}

@@ -16,35 +16,19 @@ import pytest
 from aiprod_dev import hosts, lock
 from aiprod_dev.workspace import load_toml
 
-LOCK_TEXT = """\
-version = 1
-requires-python = ">=3.11"
+PYPI = "https://pypi.org/simple"
 
-[[package]]
-name = "aiprod-core"
-version = "0.1.0"
-source = { editable = "packages/aiprod-core" }
 
-[[package]]
-name = "numpy"
-version = "2.4.6"
-source = { registry = "https://pypi.org/simple" }
-
-[[package]]
-name = "networkx"
-version = "3.6.1"
-source = { registry = "https://pypi.org/simple" }
-
-[[package]]
-name = "networkx"
-version = "3.7"
-source = { registry = "https://pypi.org/simple" }
-
-[[package]]
-name = "torch"
-version = "2.13.0"
-source = { registry = "https://pypi.org/simple" }
-"""
+@pytest.fixture(scope="module")
+def lock_text(uv_lock_text: Callable[..., str]) -> str:
+    """A small lock: a workspace member, and networkx locked twice (a fork by Python)."""
+    return uv_lock_text(
+        ("aiprod-core", "0.1.0", "packages/aiprod-core"),
+        ("numpy", "2.4.6", PYPI),
+        ("networkx", "3.6.1", PYPI),
+        ("networkx", "3.7", PYPI),
+        ("torch", "2.13.0", PYPI),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,29 +38,29 @@ def uv() -> str:
     return found
 
 
-def test_locked_versions() -> None:
-    versions = lock.locked_versions(LOCK_TEXT)
+def test_locked_versions(lock_text: str) -> None:
+    versions = lock.locked_versions(lock_text)
     assert versions["networkx"] == {"3.6.1", "3.7"}
     assert versions["torch"] == {"2.13.0"}
     assert versions["aiprod-core"] == {"0.1.0"}
 
 
-def test_machine_paths() -> None:
-    assert lock.machine_paths(LOCK_TEXT) == []
-    local = LOCK_TEXT.replace(
+def test_machine_paths(lock_text: str) -> None:
+    assert lock.machine_paths(lock_text) == []
+    local = lock_text.replace(
         'version = "2.13.0"\nsource = { registry = "https://pypi.org/simple" }',
         'version = "2.13.0+cpu"\nsource = { registry = "/opt/wheels" }',
     )
     assert lock.machine_paths(local) == ["torch: registry = /opt/wheels"]
-    absolute = LOCK_TEXT.replace('editable = "packages/aiprod-core"', 'editable = "/home/me/c"')
+    absolute = lock_text.replace('editable = "packages/aiprod-core"', 'editable = "/home/me/c"')
     assert lock.machine_paths(absolute) == ["aiprod-core: editable = /home/me/c"]
-    file_url = LOCK_TEXT.replace('"https://pypi.org/simple" }\n\n[[package]]\nname = "networkx"',
+    file_url = lock_text.replace('"https://pypi.org/simple" }\n\n[[package]]\nname = "networkx"',
                                  '"file:///mirror/simple" }\n\n[[package]]\nname = "networkx"', 1)  # fmt: skip
     assert lock.machine_paths(file_url) == ["numpy: registry = file:///mirror/simple"]
 
 
-def test_matches_lock_allows_torch_builds_only() -> None:
-    locked = lock.locked_versions(LOCK_TEXT)
+def test_matches_lock_allows_torch_builds_only(lock_text: str) -> None:
+    locked = lock.locked_versions(lock_text)
     assert lock.matches_lock({"torch": "2.13.0+cpu", "networkx": "3.7", "pip": "25"}, locked) == []
     assert lock.matches_lock({"numpy": "2.4.6+local"}, locked) == [
         "numpy 2.4.6+local is installed, uv.lock has 2.4.6"
