@@ -99,7 +99,7 @@ def test_invalid_manifest_lists_every_error_on_stderr_and_exits_1(
         f"{invalid}:2: width: expected an integer > 0, got -5",
         (
             f"{invalid}:3: record: expected a JSON object, got invalid JSON "
-            "(Expecting property name enclosed in double quotes at column 2)"
+            "at column 2: Expecting property name enclosed in double quotes"
         ),
         f"{invalid}: invalid, 2 problems",
     ]

@@ -46,7 +46,7 @@ from aiprod_core.errors import AiprodError
 from aiprod_core.models import ModelConfig, get_preset
 from aiprod_core.text import TextEncoder, build_text_encoder
 from aiprod_core.vae import CausalVideoVAE, VideoGeometry, VideoShapeError
-from aiprod_trainer import Manifest, ManifestError, ManifestRecord, load_manifest
+from aiprod_trainer import Manifest, ManifestRecord, load_manifest
 from aiprod_trainer.clip_dataset import ClipError, load_clip
 from aiprod_trainer.latent_cache import (
     DEFAULT_SHARD_SIZE,
@@ -253,7 +253,7 @@ def encode_batch(
 
 
 def run(args: argparse.Namespace) -> Report:
-    """Fill the cache; raises the AiprodError, ManifestError or OSError of bad input."""
+    """Fill the cache; raises the AiprodError or OSError of bad input."""
     manifest = load_manifest(args.manifest)
     config, weights = model_identity(args)
     report = Report(str(args.cache), str(args.manifest), len(manifest), 0)
@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--random-weights goes with --preset, not with --checkpoint")
     try:
         report = run(args)
-    except (AiprodError, ManifestError, OSError) as exc:
+    except (AiprodError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         if args.json:
             print(json.dumps({"cache": str(args.cache), "error": str(exc)}, indent=2))

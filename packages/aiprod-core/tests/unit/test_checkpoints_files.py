@@ -109,13 +109,14 @@ def test_save_returns_the_digest_and_writes_a_sha256sum_sidecar(tmp_path: Path) 
 
 def test_read_verifies_a_given_digest_over_the_sidecar(saved: tuple[Mixed, Path]) -> None:
     _, path = saved
-    with pytest.raises(CheckpointError, match="sha256 mismatch") as caught:
+    with pytest.raises(CheckpointError, match=r"sha256 mismatch") as caught:
         read_checkpoint(path, sha256="ab" * 32)
     assert str(path) in str(caught.value)
     assert "ab" * 32 in str(caught.value)
     assert file_sha256(path) in str(caught.value)
 
 
+@pytest.mark.fault("models")
 def test_tampered_data_fails_the_sidecar_check(saved: tuple[Mixed, Path]) -> None:
     _, path = saved
     data = bytearray(path.read_bytes())
@@ -177,7 +178,7 @@ def test_failed_save_keeps_the_previous_checkpoint_and_no_temp_file(
         raise OSError("disk full")
 
     monkeypatch.setattr(safetensors.torch, "save_file", save_half_then_crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match=r"disk full"):
         save_checkpoint(nn.Linear(3, 3), SMALL, path, component="linear")
     assert path.read_bytes() == before
     assert sidecar_path(path).read_text() == sidecar_before
@@ -205,7 +206,7 @@ def test_save_refuses_pickle_names_reserved_keys_and_meta_tensors(tmp_path: Path
         save_checkpoint(
             nn.Linear(2, 2), TINY, tmp_path / "m.safetensors", metadata={CONFIG_KEY: "x"}
         )
-    with pytest.raises(CheckpointError, match="'step' maps to int"):
+    with pytest.raises(CheckpointError, match=r"'step' maps to int"):
         save_checkpoint(
             nn.Linear(2, 2),
             TINY,
@@ -214,7 +215,7 @@ def test_save_refuses_pickle_names_reserved_keys_and_meta_tensors(tmp_path: Path
         )
     with torch.device("meta"):
         ghost = nn.Linear(2, 2)
-    with pytest.raises(CheckpointError, match="'weight': it is on the meta device"):
+    with pytest.raises(CheckpointError, match=r"'weight': it is on the meta device"):
         save_checkpoint(ghost, TINY, tmp_path / "m.safetensors")
     assert list(tmp_path.iterdir()) == []
 
@@ -222,7 +223,7 @@ def test_save_refuses_pickle_names_reserved_keys_and_meta_tensors(tmp_path: Path
 def test_missing_file_and_folder(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"nope\.safetensors: checkpoint file not found"):
         read_checkpoint(tmp_path / "nope.safetensors")
-    with pytest.raises(CheckpointError, match="is not a file"):
+    with pytest.raises(CheckpointError, match=r"is not a file"):
         inspect_checkpoint(tmp_path)
 
 
@@ -235,7 +236,7 @@ def test_truncated_file(saved: tuple[Mixed, Path]) -> None:
     _, path = saved
     data = path.read_bytes()
     corrupt(path, data[: len(data) - 10])
-    with pytest.raises(CheckpointError, match="is truncated") as caught:
+    with pytest.raises(CheckpointError, match=r"is truncated") as caught:
         read_checkpoint(path)
     assert str(path) in str(caught.value)
 
@@ -244,7 +245,7 @@ def test_truncated_file(saved: tuple[Mixed, Path]) -> None:
 def test_truncated_inside_the_header(saved: tuple[Mixed, Path], keep: int) -> None:
     _, path = saved
     corrupt(path, path.read_bytes()[:keep])
-    with pytest.raises(CheckpointError, match="truncated or not a safetensors file") as caught:
+    with pytest.raises(CheckpointError, match=r"truncated or not a safetensors file") as caught:
         inspect_checkpoint(path)
     assert str(path) in str(caught.value)
 
@@ -266,12 +267,15 @@ def test_random_bytes(tmp_path: Path) -> None:
         read_checkpoint(path)
 
 
+@pytest.mark.fault("models")
 def test_flipped_header_byte(saved: tuple[Mixed, Path]) -> None:
     _, path = saved
     data = bytearray(path.read_bytes())
     data[8] ^= 0xFF  # the opening brace of the JSON header
     corrupt(path, bytes(data))
-    with pytest.raises(CheckpointError, match="header is not valid JSON") as caught:
+    with pytest.raises(
+        CheckpointError, match=r"header: .*corrupt or not a safetensors file"
+    ) as caught:
         read_checkpoint(path)
     assert str(path) in str(caught.value)
 
@@ -305,7 +309,7 @@ def test_malformed_headers(tmp_path: Path, header: object, data: bytes, message:
 def test_unexpected_trailing_bytes(saved: tuple[Mixed, Path]) -> None:
     _, path = saved
     corrupt(path, path.read_bytes() + b"junk")
-    with pytest.raises(CheckpointError, match="4 unexpected bytes after the tensor data"):
+    with pytest.raises(CheckpointError, match=r"4 unexpected bytes after the tensor data"):
         read_checkpoint(path)
 
 
@@ -349,7 +353,7 @@ def test_unknown_format_and_bad_aliases(tmp_path: Path) -> None:
     meta = {CONFIG_KEY: TINY.model_dump_json(), FORMAT_KEY: "9", "aiprod.component": "bundle"}
     path = tmp_path / "future.safetensors"
     safetensors.torch.save_file({"w": torch.ones(2)}, path, metadata=meta)
-    with pytest.raises(CheckpointError, match="format '9' is not supported; expected format '1'"):
+    with pytest.raises(CheckpointError, match=r"format '9' is not supported; expected format '1'"):
         read_checkpoint(path)
     for aliases in ("[", '{"a": "missing"}', "[1]"):
         meta = {**meta, FORMAT_KEY: "1", ALIASES_KEY: aliases}
@@ -358,17 +362,19 @@ def test_unknown_format_and_bad_aliases(tmp_path: Path) -> None:
             read_checkpoint(path)
 
 
+@pytest.mark.fault("models")
 @pytest.mark.parametrize("suffix", [".pt", ".pth", ".bin", ".ckpt"])
 def test_pickle_files_are_refused(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"weights{suffix}"
     torch.save(nn.Linear(2, 2).state_dict(), path)
     for reader in (read_checkpoint, inspect_checkpoint):
-        with pytest.raises(CheckpointError, match="is a pickle file") as caught:
+        with pytest.raises(CheckpointError, match=r"is a pickle file") as caught:
             reader(path)
         assert str(path) in str(caught.value)
         assert "safetensors" in str(caught.value)
 
 
+@pytest.mark.fault("models")
 def test_pickle_content_under_a_safetensors_name_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "disguised.safetensors"
     torch.save({"w": torch.ones(2)}, path)
@@ -376,7 +382,7 @@ def test_pickle_content_under_a_safetensors_name_is_refused(tmp_path: Path) -> N
         read_checkpoint(path)
     legacy = tmp_path / "legacy.safetensors"
     torch.save({"w": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError, match="is a pickle file"):
+    with pytest.raises(CheckpointError, match=r"is a pickle file"):
         read_checkpoint(legacy)
 
 
@@ -393,7 +399,7 @@ def test_allow_pickle_reads_a_weights_only_state_dict(tmp_path: Path) -> None:
         assert torch.equal(checkpoint.tensors[name], tensor), name
     digest = file_sha256(path)
     assert read_checkpoint(path, allow_pickle=True, sha256=digest).sha256 == digest
-    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+    with pytest.raises(CheckpointError, match=r"sha256 mismatch"):
         read_checkpoint(path, allow_pickle=True, sha256="0" * 64)
 
 
@@ -401,6 +407,7 @@ class Payload:
     """An object that a weights-only unpickler must refuse to build."""
 
 
+@pytest.mark.fault("models")
 def test_allow_pickle_still_refuses_arbitrary_objects(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"w": torch.ones(1), "obj": Payload()}, path)

@@ -144,7 +144,7 @@ def test_environment_without_an_entry(cloud_dir: Path) -> None:
             ("environments", "development", "min_instances"),
             5,
             (
-                "config/cloud/cloud-run.yaml: environments.development: Value error, "
+                "config/cloud/cloud-run.yaml: environments.development: "
                 "min_instances (5) is above max_instances (1)"
             ),
         ),

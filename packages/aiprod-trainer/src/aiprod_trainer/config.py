@@ -18,11 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from aiprod_core.documents import read_mapping
 from aiprod_core.errors import ConfigError
 from aiprod_core.models import PRESETS
+from aiprod_core.problems import join_problems, validation_problems
 
 Mode = Literal["vae", "dit", "lora"]
 """What a run trains: the VAE, the whole transformer, or LoRA adapters on the transformer."""
@@ -245,24 +246,7 @@ def load_train_config(
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TrainConfigError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrainConfigError(f"{path}: cannot be read: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise TrainConfigError(f"{path}: invalid YAML{where}: {problem}") from None
-    if not isinstance(data, dict):
-        raise TrainConfigError(
-            f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}"
-        )
-    return data
+    return read_mapping(path, "yaml", error=TrainConfigError)
 
 
 def _merge(target: dict[str, Any], overrides: Mapping[str, Any]) -> None:
@@ -274,21 +258,11 @@ def _merge(target: dict[str, Any], overrides: Mapping[str, Any]) -> None:
 
 
 def _describe(exc: ValidationError, path: Path) -> str:
-    lines = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
-        if error["type"] == "extra_forbidden":
-            problem = "unknown key (not part of the training config schema)"
-        elif error["type"] == "missing":
-            problem = "required key is missing"
-        elif error["type"] == "value_error":
-            problem = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
-        else:
-            problem = f"{error['msg']}, got {error.get('input')!r}"
-        lines.append(f"{path}: {key}: {problem}" if key else f"{path}: {problem}")
-    if len(lines) == 1:
-        return lines[0]
-    return f"{path}: invalid training config ({len(lines)} problems):\n  " + "\n  ".join(lines)
+    problems = validation_problems(
+        exc, unknown="unknown key (not part of the training config schema)"
+    )
+    lines = [f"{path}: {problem}" for problem in problems]
+    return join_problems(f"{path}: invalid training config", lines)
 
 
 def _resolved(config: TrainConfig, base: Path) -> TrainConfig:

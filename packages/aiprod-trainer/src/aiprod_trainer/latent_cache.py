@@ -41,6 +41,13 @@ import torch
 from torch.utils.data import Dataset
 
 from aiprod_core.atomic import atomic_path, atomic_write_text
+from aiprod_core.documents import (
+    LINE_LIMITS,
+    DocumentError,
+    document_problem,
+    parse_json,
+    read_document,
+)
 from aiprod_core.errors import AiprodError
 from aiprod_trainer.buckets import Bucket
 from aiprod_trainer.manifest import ManifestRecord
@@ -97,10 +104,7 @@ class CacheMeta:
                 f"{path.parent}: not a latent cache (no {META_FILE}); expected a folder "
                 "written by scripts/data/compute_latents.py"
             )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise LatentCacheError(f"{path}: cannot be read as JSON ({exc})") from None
+        data = read_document(path, "json", error=LatentCacheError)
         expected = {"format_version": int, "preset": str, "text_encoder": str, "settings": dict}
         for key, kind in expected.items():
             if not isinstance(data, dict) or not isinstance(data.get(key), kind):
@@ -194,15 +198,19 @@ def read_index(folder: Path) -> tuple[list[IndexEntry], bool]:
 
 def _parse_entry(line: bytes, where: str) -> IndexEntry:
     try:
-        data = json.loads(line)
+        data = parse_json(line, where, limits=LINE_LIMITS)
         shape = tuple(data["latent_shape"])
         entry = IndexEntry(
             data["id"], data["shard"], data["caption"], data["media"], data["bucket"], shape
         )
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (DocumentError, KeyError, TypeError) as exc:
+        if isinstance(exc, DocumentError):
+            detail = document_problem(exc)
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
         raise LatentCacheError(
             f"{where}: expected a JSON object with id, shard, caption, media, bucket and "
-            f"latent_shape ({type(exc).__name__}: {exc})"
+            f"latent_shape ({detail})"
         ) from None
     texts = (entry.id, entry.caption, entry.media, entry.bucket)
     if not all(isinstance(value, str) for value in texts) or not (

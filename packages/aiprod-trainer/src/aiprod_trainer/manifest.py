@@ -27,6 +27,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aiprod_core.atomic import atomic_write_text
+from aiprod_core.documents import LINE_LIMITS, DocumentError, document_problem, parse_json
+from aiprod_core.problems import Problem, clip, validation_problems
 from aiprod_trainer.manifest_errors import (
     WHOLE_RECORD,
     ManifestError,
@@ -221,14 +223,15 @@ def _parse_line(
         ]
     repeated: list[str] = []
     try:
-        data = json.loads(text, object_pairs_hook=lambda pairs: _object(pairs, repeated))
-    except json.JSONDecodeError as exc:
-        return None, [
-            issue(
-                WHOLE_RECORD,
-                f"expected a JSON object, got invalid JSON ({exc.msg} at column {exc.colno})",
-            )
-        ]
+        data = parse_json(
+            text,
+            shown,
+            limits=LINE_LIMITS,
+            object_pairs_hook=lambda pairs: _object(pairs, repeated),
+        )
+    except DocumentError as exc:
+        problem = document_problem(exc).replace(" at line 1 column ", " at column ")
+        return None, [issue(WHOLE_RECORD, f"expected a JSON object, got {problem}")]
     if not isinstance(data, dict):
         return None, [issue(WHOLE_RECORD, f"expected a JSON object, got {_json_kind(data)}")]
 
@@ -236,7 +239,7 @@ def _parse_line(
     try:
         record = ManifestRecord.model_validate(data)
     except ValidationError as exc:
-        issues.extend(issue(*_describe(error)) for error in exc.errors())
+        issues.extend(issue(*_describe(problem)) for problem in validation_problems(exc))
         return None, issues
     return (None, issues) if issues else (record, [])
 
@@ -251,15 +254,15 @@ def _object(pairs: list[tuple[str, Any]], repeated: list[str]) -> dict[str, Any]
     return result
 
 
-def _describe(error: Any) -> tuple[str, str]:
-    """Turn one pydantic error into ``(field, what was expected)``."""
-    field = str(error["loc"][0]) if error["loc"] else WHOLE_RECORD
-    if error["type"] == "extra_forbidden":
+def _describe(problem: Problem) -> tuple[str, str]:
+    """Turn one validation problem into ``(field, what was expected)``."""
+    field = problem.loc[0] if problem.loc else WHOLE_RECORD
+    if problem.kind == "extra_forbidden":
         return field, f"unknown field; expected only {', '.join(EXPECTED)}"
     expected = EXPECTED.get(field, "a valid value")
-    if error["type"] == "missing":
+    if problem.kind == "missing":
         return field, f"expected {expected}, but the field is missing"
-    return field, f"expected {expected}, got {_show(error['input'])}"
+    return field, f"expected {expected}, got {_show(problem.value)}"
 
 
 def _quote(value: object) -> str:
@@ -269,8 +272,7 @@ def _quote(value: object) -> str:
 
 def _show(value: object) -> str:
     """A short JSON rendering of a user's (possibly long) bad value for an error message."""
-    shown = _quote(value)
-    return shown if len(shown) <= _MAX_SHOWN else shown[: _MAX_SHOWN - 3] + "..."
+    return clip(_quote(value), _MAX_SHOWN)
 
 
 def _json_kind(value: object) -> str:

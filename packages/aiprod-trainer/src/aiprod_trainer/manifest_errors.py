@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from aiprod_core.errors import AiprodError
+
 #: The field name used for problems that concern a whole line rather than one field.
 WHOLE_RECORD = "record"
 
@@ -32,7 +34,7 @@ class ManifestIssue:
         return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}
 
 
-class ManifestError(ValueError):
+class ManifestError(AiprodError, ValueError):
     """A manifest is invalid; ``issues`` lists every problem found, in line order."""
 
     def __init__(self, message: str, issues: Sequence[ManifestIssue] = ()) -> None:

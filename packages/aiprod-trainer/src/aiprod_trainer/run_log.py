@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiprod_core.atomic import atomic_write_text
+from aiprod_core.documents import LINE_LIMITS, DocumentError, parse_json
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -25,8 +26,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     entries = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
+            entry = parse_json(line, str(path), limits=LINE_LIMITS)
+        except DocumentError:
             continue
         if isinstance(entry, dict):
             entries.append(entry)

@@ -324,7 +324,7 @@ def test_duplicate_index_id(tmp_path: Path, record_for: Callable[..., ManifestRe
     ("text", "message"),
     [
         (None, "not a latent cache"),
-        ("{not json", "cannot be read as JSON"),
+        ("{not json", "cache.json: invalid JSON at line 1 column 2"),
         ('{"format_version": 1, "preset": "tiny", "settings": {}}', "text_encoder: expected"),
         ("[]", "format_version: expected a JSON int"),
         (

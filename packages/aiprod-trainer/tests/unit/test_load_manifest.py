@@ -150,7 +150,7 @@ def test_empty_manifest_has_no_records(write_lines: WriteLines) -> None:
             '{"media": "b.mp4", "caption": "x", "width": 1,',
             (
                 "train.jsonl:3: record: expected a JSON object, got invalid JSON "
-                "(Expecting property name enclosed in double quotes at column 47)"
+                "at column 47: Expecting property name enclosed in double quotes"
             ),
         ),
         (
@@ -224,7 +224,7 @@ def test_every_error_of_the_invalid_fixture_is_collected(fixtures_dir: Path) -> 
             shown,
             3,
             "record",
-            "expected a JSON object, got invalid JSON (Expecting ',' delimiter at column 112)",
+            "expected a JSON object, got invalid JSON at column 112: Expecting ',' delimiter",
         ),
         ManifestIssue(shown, 4, "record", "expected a JSON object, got a JSON array"),
         ManifestIssue(

@@ -17,7 +17,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from aiprod_core.checkpoints.errors import CheckpointError
+from aiprod_core.documents import HEADER_LIMITS, DocumentError, Limits, parse_json
 from aiprod_core.models.configs import ModelConfig
+from aiprod_core.problems import MAX_LISTED, validation_problems
 
 FORMAT_VERSION = "1"
 CONFIG_KEY = "aiprod.config"
@@ -27,7 +29,9 @@ ALIASES_KEY = "aiprod.aliases"
 RESERVED_PREFIX = "aiprod."
 REQUIRED_KEYS = (CONFIG_KEY, FORMAT_KEY, COMPONENT_KEY)
 
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
+_MAX_HEADER_BYTES = HEADER_LIMITS.max_bytes
+#: The alias map is flat: names to names.
+_ALIASES_LIMITS = Limits(max_depth=1)
 
 
 @dataclass(frozen=True)
@@ -81,12 +85,7 @@ def _read_json_header(path: Path) -> dict[str, Any]:
                 f"{length} bytes does not fit in the file of {size} bytes)"
             )
         raw = stream.read(length)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(
-            f"{path}: is corrupt or not a safetensors file (its header is not valid JSON)"
-        ) from None
+    header = parse_json(raw, f"{path}: header", limits=HEADER_LIMITS, error=_corrupt_header)
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt header: expected a JSON object")
     data_bytes = size - 8 - length
@@ -101,6 +100,10 @@ def _read_json_header(path: Path) -> dict[str, Any]:
             f"{path}: is corrupt: {data_bytes - needed} unexpected bytes after the tensor data"
         )
     return header
+
+
+def _corrupt_header(message: str) -> CheckpointError:
+    return CheckpointError(f"{message}; the file is corrupt or not a safetensors file")
 
 
 def _data_end(header: Mapping[str, Any], path: Path) -> int:
@@ -135,12 +138,14 @@ def parse_config(text: str, path: Path) -> ModelConfig:
     try:
         return ModelConfig.model_validate_json(text)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}"
-            for error in exc.errors()
-        )
+        problems = [
+            f"{problem.key or '(top level)'}: {problem.summary}"
+            for problem in validation_problems(exc)
+        ]
+        listed = "; ".join(problems[:MAX_LISTED])
+        more = f"; ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
         raise CheckpointError(
-            f"{path}: its {CONFIG_KEY} metadata is not a valid model config: {problems}"
+            f"{path}: its {CONFIG_KEY} metadata is not a valid model config: {listed}{more}"
         ) from None
 
 
@@ -151,8 +156,8 @@ def parse_aliases(
     if text is None:
         return {}
     try:
-        aliases = json.loads(text)
-    except json.JSONDecodeError:
+        aliases = parse_json(text, f"{path}: {ALIASES_KEY}", limits=_ALIASES_LIMITS)
+    except DocumentError:
         aliases = None
     if not isinstance(aliases, dict) or not all(
         isinstance(alias, str) and isinstance(name, str) and name in tensors

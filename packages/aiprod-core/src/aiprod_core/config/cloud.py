@@ -15,7 +15,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from aiprod_core.config.loader import _describe, _display, _parse_yaml, _read_mapping
+from aiprod_core.config.loader import _describe, _display, _read_mapping
 from aiprod_core.errors import ConfigError
 
 CLOUD_DIR = "cloud"
@@ -223,7 +223,7 @@ def load_cloud_config(config_dir: Path) -> CloudConfig:
         path = config_dir / CLOUD_DIR / CLOUD_FILES[section]
         sources[section] = where = _display(path)
         try:
-            sections[section] = model.model_validate(_read_mapping(path, _parse_yaml))
+            sections[section] = model.model_validate(_read_mapping(path, "yaml"))
         except ValidationError as exc:
             raise ConfigError(_describe(exc, {}, where)) from None
     cloud = CloudConfig.model_validate(sections)

@@ -7,17 +7,18 @@ path and what was expected.
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from aiprod_core.config.models import AiprodConfig, ModelEntry
+from aiprod_core.documents import Format, Limits, parse_yaml, read_mapping
 from aiprod_core.errors import ConfigError
+from aiprod_core.problems import join_problems, shorten, validation_problems
 
 BASE_FILE = "AIPROD.json"
 ENV_DIR = "env"
@@ -34,6 +35,10 @@ RESERVED_VARIABLES = {
 }
 
 KeyPath = tuple[str, ...]
+
+_ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+#: An AIPROD_* variable's value is one scalar: small and flat.
+_SCALAR_LIMITS = Limits(max_bytes=64 * 1024, max_depth=4, max_nodes=1000)
 
 
 def api_token(environ: Mapping[str, str] | None = None) -> str | None:
@@ -71,7 +76,32 @@ def find_config_dir(start: Path | None = None, environ: Mapping[str, str] | None
 
 def available_envs(config_dir: Path) -> list[str]:
     """Environment names, from the overlay files in ``config_dir/env``."""
-    return sorted(p.stem for p in (config_dir / ENV_DIR).glob("*.yaml"))
+    return sorted(
+        p.stem
+        for p in (config_dir / ENV_DIR).glob("*.yaml")
+        if _ENV_NAME.fullmatch(p.stem) and p.is_file()
+    )
+
+
+def overlay_file(config_dir: Path, env: str) -> Path:
+    """``config_dir/env/<env>.yaml`` for an environment that exists there, else a ConfigError.
+
+    ``env`` is a name, never a path: anything but letters, digits, ``-`` and ``_``, or a
+    name without its overlay file, is refused, listing the environments there are.
+    """
+    known = available_envs(config_dir)
+    listed = ", ".join(known) or "(none)"
+    if not _ENV_NAME.fullmatch(env):
+        raise ConfigError(
+            f"AIPROD_ENV={shorten(env)} is not an environment name (names are letters, "
+            f"digits, '-' and '_'; no paths); expected one of: {listed}"
+        )
+    if env not in known:
+        raise ConfigError(
+            f"AIPROD_ENV={env!r} is not a known environment (no {ENV_DIR}/{env}.yaml in "
+            f"{_display(config_dir)}); expected one of: {listed}"
+        )
+    return config_dir / ENV_DIR / f"{env}.yaml"
 
 
 def load_config(
@@ -89,17 +119,11 @@ def load_config(
     env = env or environ.get("AIPROD_ENV") or DEFAULT_ENV
 
     base_path = config_dir / BASE_FILE
-    merged = _read_mapping(base_path, _parse_json)
+    merged = _read_mapping(base_path, "json")
     origins: dict[KeyPath, str] = dict.fromkeys(_leaf_paths(merged), _display(base_path))
 
-    overlay_path = config_dir / ENV_DIR / f"{env}.yaml"
-    if not overlay_path.is_file():
-        known = ", ".join(available_envs(config_dir)) or "(none)"
-        raise ConfigError(
-            f"AIPROD_ENV={env!r} is not a known environment: {_display(overlay_path)} does "
-            f"not exist; expected one of: {known}"
-        )
-    overlay = _read_mapping(overlay_path, _parse_yaml)
+    overlay_path = overlay_file(config_dir, env)
+    overlay = _read_mapping(overlay_path, "yaml")
     _deep_merge(merged, overlay, origins, _display(overlay_path), ())
 
     for variable, key_path, value in _environment_overrides(environ, merged):
@@ -123,41 +147,9 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _parse_json(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-
-
-def _parse_yaml(text: str, where: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        position = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML{position}: {problem}") from None
-
-
-def _read_mapping(path: Path, parse: Any) -> dict[str, Any]:
-    where = _display(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: cannot be read: {exc}") from None
-    data = parse(text, where)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{where}: expected a mapping of keys at the top level, got {type(data).__name__}"
-        )
-    return data
+def _read_mapping(path: Path, fmt: Format) -> dict[str, Any]:
+    """A configuration file's top-level mapping, read within the document bounds."""
+    return read_mapping(path, fmt, where=_display(path), error=ConfigError)
 
 
 def _leaf_paths(data: Mapping[str, Any], prefix: KeyPath = ()) -> list[KeyPath]:
@@ -275,8 +267,8 @@ _SCALAR = object()
 def _parse_scalar(text: str) -> Any:
     """Read a variable's value as a YAML scalar (so 8000 is an int, true a bool)."""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = parse_yaml(text, "value", limits=_SCALAR_LIMITS, error=ConfigError)
+    except ConfigError:
         return text
     return value if isinstance(value, (str, int, float, bool)) or value is None else text
 
@@ -301,18 +293,12 @@ def _origin(loc: KeyPath, origins: Mapping[KeyPath, str], default: str) -> str:
 
 
 def _describe(exc: ValidationError, origins: Mapping[KeyPath, str], default: str) -> str:
-    lines = []
-    for error in exc.errors():
-        loc = tuple(str(part) for part in error["loc"])
-        key = ".".join(loc) or "(top level)"
-        source = _origin(loc, origins, default)
-        if error["type"] == "extra_forbidden":
-            problem = "unknown key (not part of the configuration schema)"
-        elif error["type"] == "missing":
-            problem = "required key is missing"
-        else:
-            problem = f"{error['msg']}, got {error.get('input')!r}"
-        lines.append(f"{source}: {key}: {problem}")
-    count = len(lines)
-    header = "invalid configuration" + (f" ({count} problems)" if count > 1 else "")
-    return header + ":\n  " + "\n  ".join(lines)
+    problems = validation_problems(
+        exc, unknown="unknown key (not part of the configuration schema)"
+    )
+    lines = [
+        f"{_origin(problem.loc, origins, default)}: {problem.key or '(top level)'}: "
+        f"{problem.message}"
+        for problem in problems
+    ]
+    return join_problems("invalid configuration", lines, single_line=False)

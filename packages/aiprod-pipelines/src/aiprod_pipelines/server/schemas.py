@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from aiprod_core.config import ServingConfig
+from aiprod_core.problems import shorten, validation_problems
 
 JobState = Literal["queued", "running", "succeeded", "failed"]
 JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed")
@@ -137,14 +138,17 @@ class ErrorResponse(BaseModel):
 def field_problems(errors: list[dict[str, Any]]) -> list[FieldProblem]:
     """Pydantic/FastAPI validation errors as (field, message), limits naming their config key."""
     problems = []
-    for error in errors:
-        loc = [str(part) for part in error.get("loc", ()) if part != "body"]
-        field = ".".join(loc) if loc and error.get("type") != "json_invalid" else "body"
-        message = str(error.get("msg", "invalid value"))
-        if field in LIMIT_KEYS and error.get("type") in ("less_than_equal", "string_too_long"):
-            message = f"{message} (limit {LIMIT_KEYS[field]})"
-        if field != "body" and "input" in error and error.get("type") != "missing":
-            message = f"{message}, got {_short(error['input'])}"
+    found = validation_problems(
+        errors,
+        unknown="Extra inputs are not permitted",
+        missing="Field required",
+        skip_loc=("body",),
+    )
+    for problem in found:
+        field = problem.key if problem.loc and problem.kind != "json_invalid" else "body"
+        message = problem.message if field != "body" else problem.summary
+        if field in LIMIT_KEYS and problem.kind in ("less_than_equal", "string_too_long"):
+            message = f"{problem.summary} (limit {LIMIT_KEYS[field]}), got {shorten(problem.value)}"
         problems.append(FieldProblem(field=field, message=message))
     return problems
 
@@ -155,11 +159,6 @@ def error_body(problems: list[FieldProblem]) -> ErrorResponse:
     return ErrorResponse(
         detail=f"{first.field}: {first.message}", field=first.field, errors=problems
     )
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 class JobAccepted(BaseModel):
