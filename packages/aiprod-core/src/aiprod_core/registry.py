@@ -6,22 +6,33 @@ their sha256, and how to obtain the file when it is missing::
 
     registry = ModelRegistry(load_config())
     model, config = registry.load("aiprod-19b", device="cuda", dtype=torch.bfloat16)
+
+A file is verified against the entry's sha256, else against its ``.sha256`` sidecar. With
+neither, it loads unverified and a warning (logger ``aiprod_core.registry``, once per file
+and process) names the file and how to pin its digest (:data:`PIN_COMMAND`).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from aiprod_core.checkpoints import inspect_checkpoint, load_model
+from aiprod_core.checkpoints import inspect_checkpoint, load_model, read_sidecar, warn_unverified
+from aiprod_core.checkpoints.digest import SIDECAR_SUFFIX
 from aiprod_core.config import AiprodConfig, ModelEntry
 from aiprod_core.errors import AiprodError
 from aiprod_core.models.configs import ModelConfig
 
 if TYPE_CHECKING:
     from aiprod_core.models.bundle import AiprodModel
+
+logger = logging.getLogger("aiprod_core.registry")
+
+#: How to record the digests of registered files (shown when one loads unverified).
+PIN_COMMAND = "nox -s maintenance -- verify_models --pin"
 
 
 class RegistryError(AiprodError):
@@ -85,7 +96,8 @@ class ModelRegistry:
         """The model ``name`` and its config, verified against the entry.
 
         The file must hold the entry's preset and, when the entry records a sha256, match
-        it (else the file's sidecar digest is checked, when it has one).
+        it (else the file's sidecar digest is checked, when it has one). With neither, the
+        model loads unverified and a warning says so, once per file and process.
         """
         entry = self.entry(name)
         path = self.resolve(name)
@@ -94,5 +106,13 @@ class ModelRegistry:
             raise RegistryError(
                 f"{path}: holds preset {stored!r} but registry entry {name!r} expects preset "
                 f"{entry.preset!r}; replace the file or fix models.{name}.preset"
+            )
+        if entry.sha256 is None and read_sidecar(path) is None:
+            warn_unverified(
+                path,
+                f"registry models.{name}.sha256 is null and there is no "
+                f"{path.name}{SIDECAR_SUFFIX} sidecar",
+                f"run `{PIN_COMMAND}` to record its digest",
+                logger,
             )
         return load_model(path, sha256=entry.sha256, device=device, dtype=dtype)

@@ -1,8 +1,9 @@
-"""SHA-256 sidecars: written like sha256sum, read back, and checked."""
+"""SHA-256 sidecars: written like sha256sum, read back (bounded), checked, kept in step."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,12 @@ from aiprod_core.checkpoints import (
     read_sidecar,
     sidecar_path,
     verify_sha256,
+    warn_unverified,
     write_sidecar,
+    write_with_sidecar,
 )
+from aiprod_core.checkpoints import digest as digest_module
+from aiprod_core.checkpoints.digest import SIDECAR_MAX_BYTES
 
 
 @pytest.fixture
@@ -83,3 +88,85 @@ def test_bad_digest_argument(blob: Path) -> None:
         verify_sha256(blob, "not-a-digest")
     with pytest.raises(CheckpointError, match="64 hex digits"):
         write_sidecar(blob, "123")
+
+
+@pytest.mark.fault("files")
+def test_an_oversized_sidecar_is_refused_without_reading_it_all(blob: Path) -> None:
+    sidecar_path(blob).write_text(file_sha256(blob) + "  " + "x" * 10_000_000)
+    with pytest.raises(CheckpointError) as caught:
+        read_sidecar(blob)
+    message = str(caught.value)
+    assert message.startswith(f"{sidecar_path(blob)}: is larger than {SIDECAR_MAX_BYTES} bytes")
+    assert len(message) < 300
+
+
+@pytest.mark.fault("files")
+def test_a_long_bad_digest_is_shown_truncated(blob: Path) -> None:
+    sidecar_path(blob).write_text("z" * 3000 + "  blob.safetensors\n")
+    with pytest.raises(CheckpointError, match="expected a sha256 of 64 hex digits") as caught:
+        read_sidecar(blob)
+    assert len(str(caught.value)) < 300
+
+
+def test_file_sha256_reports_progress(blob: Path) -> None:
+    seen: list[int] = []
+    assert file_sha256(blob, progress=seen.append) == file_sha256(blob)
+    assert sum(seen) == blob.stat().st_size
+
+
+def test_write_with_sidecar_writes_the_file_then_its_digest(tmp_path: Path) -> None:
+    path = tmp_path / "weights.safetensors"
+    digest = write_with_sidecar(path, lambda temp: temp.write_bytes(b"new weights"))
+    assert path.read_bytes() == b"new weights"
+    assert digest == hashlib.sha256(b"new weights").hexdigest()
+    assert read_sidecar(path) == digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, sidecar_path(path).name]
+
+
+@pytest.mark.fault("interrupted", guards_data=True)
+def test_a_crash_before_the_new_sidecar_never_leaves_the_old_digest_beside_the_new_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "weights.safetensors"
+    write_with_sidecar(path, lambda temp: temp.write_bytes(b"old weights"))
+
+    def crash(target: Path, value: str) -> Path:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digest_module, "write_sidecar", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_with_sidecar(path, lambda temp: temp.write_bytes(b"new weights"))
+    # The new file is in place and reads as unverified, not as corrupt.
+    assert path.read_bytes() == b"new weights"
+    assert read_sidecar(path) is None
+    assert verify_sha256(path, None) is None
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.fault("interrupted", guards_data=True)
+def test_a_failed_write_keeps_the_old_file_and_its_sidecar(tmp_path: Path) -> None:
+    path = tmp_path / "weights.safetensors"
+    digest = write_with_sidecar(path, lambda temp: temp.write_bytes(b"old weights"))
+
+    def fail(temp: Path) -> None:
+        temp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_with_sidecar(path, fail)
+    assert path.read_bytes() == b"old weights"
+    assert verify_sha256(path, None) == digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, sidecar_path(path).name]
+
+
+def test_unverified_files_are_reported_once_per_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    with caplog.at_level(logging.WARNING, logger="aiprod_core.checkpoints"):
+        assert warn_unverified(first, "no sidecar", "record it")
+        assert not warn_unverified(first, "no sidecar", "record it")
+        assert warn_unverified(second, "no sidecar", "record it")
+    said = "no sha256 is known for this file (no sidecar), so it is loaded unverified; record it"
+    assert [r.getMessage() for r in caplog.records] == [f"{first}: {said}", f"{second}: {said}"]
+    assert all(r.levelno == logging.WARNING for r in caplog.records)

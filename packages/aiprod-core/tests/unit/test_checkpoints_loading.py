@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from aiprod_core.checkpoints import (
     load_component,
     load_model,
     save_checkpoint,
+    sidecar_path,
 )
+from aiprod_core.checkpoints import digest as digest_module
 from aiprod_core.models.configs import ModelConfig
 from aiprod_core.models.presets import SMALL, TINY
 from aiprod_core.transformer import VideoTransformer
@@ -242,3 +245,73 @@ def test_load_straight_onto_cuda_in_bfloat16(tmp_path: Path) -> None:
     assert {t.dtype for t in tensors} == {torch.bfloat16}
     for name, tensor in original.state_dict().items():
         assert torch.equal(loaded.state_dict()[name].cpu(), tensor.to(torch.bfloat16)), name
+
+
+def flip_last_tensor_byte(path: Path) -> None:
+    """Flip one bit of the last stored tensor byte: still a valid file, other weights."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.fault("models")
+def test_a_bit_flipped_tensor_fails_its_sidecar(tmp_path: Path) -> None:
+    path = tmp_path / "transformer.safetensors"
+    transformer_checkpoint(path)
+    flip_last_tensor_byte(path)
+    with pytest.raises(CheckpointError) as caught:
+        load_component(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: sha256 mismatch: expected ")
+    assert f"(from its sidecar {sidecar_path(path).name})" in message
+
+
+@pytest.mark.fault("models")
+def test_a_checkpoint_without_digest_loads_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "unverified.safetensors"
+    original = transformer_checkpoint(path)
+    sidecar_path(path).unlink()
+    with caplog.at_level(logging.WARNING, logger="aiprod_core.checkpoints"):
+        first, _ = load_component(path)
+        second, _ = load_component(path)
+    expected = (
+        f"{path}: no sha256 is known for this file (none was given and there is no "
+        "unverified.safetensors.sha256 sidecar), so it is loaded unverified; to verify it "
+        "from now on, record its digest: `sha256sum unverified.safetensors > "
+        "unverified.safetensors.sha256` in its folder"
+    )
+    assert [r.getMessage() for r in caplog.records] == [expected]
+    for loaded in (first, second):
+        assert torch.equal(loaded.get_parameter("patch_embed.weight"), original.patch_embed.weight)
+
+
+def test_a_verified_checkpoint_loads_without_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "transformer.safetensors"
+    transformer_checkpoint(path)
+    with caplog.at_level(logging.WARNING, logger="aiprod_core.checkpoints"):
+        load_component(path)
+    assert caplog.records == []
+
+
+@pytest.mark.fault("interrupted", guards_data=True)
+def test_a_save_cut_off_before_its_sidecar_reads_unverified_not_corrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "transformer.safetensors"
+    transformer_checkpoint(path)
+    torch.manual_seed(5)
+    retrained = VideoTransformer(TINY.transformer)
+
+    def crash(target: Path, value: str) -> Path:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digest_module, "write_sidecar", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(retrained, TINY, path, component="transformer")
+    assert not sidecar_path(path).exists()
+    loaded, _ = load_component(path)
+    assert torch.equal(loaded.get_parameter("patch_embed.weight"), retrained.patch_embed.weight)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 import torch
 
-from aiprod_core.checkpoints import CheckpointError, save_checkpoint
+from aiprod_core.checkpoints import CheckpointError, save_checkpoint, sidecar_path
 from aiprod_core.config import load_config
 from aiprod_core.errors import AiprodError
 from aiprod_core.models import AiprodModel, build_model
@@ -111,3 +112,65 @@ def test_preset_mismatch_names_file_and_both_presets(registry: ModelRegistry) ->
     message = str(caught.value)
     assert message.startswith(f"{path}: holds preset 'small'")
     assert "registry entry 'tiny' expects preset 'tiny'" in message
+
+
+def flip_last_tensor_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.fault("models")
+def test_a_bit_flipped_registry_model_fails_its_sidecar(registry: ModelRegistry) -> None:
+    path = registry.expected_path("tiny")
+    save_checkpoint(build_model(TINY), TINY, path)
+    flip_last_tensor_byte(path)
+    with pytest.raises(CheckpointError) as caught:
+        registry.load("tiny")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: sha256 mismatch")
+    assert "from its sidecar tiny.safetensors.sha256" in message
+
+
+@pytest.mark.fault("models")
+def test_a_bit_flipped_registry_model_fails_its_pinned_digest(config_dir: Path) -> None:
+    entry = {"file": "pinned.safetensors", "location": "checkpoints", "preset": "tiny"}
+    path = registry_for(config_dir, pinned=entry).expected_path("pinned")
+    digest = save_checkpoint(build_model(TINY), TINY, path)
+    sidecar_path(path).unlink()
+    flip_last_tensor_byte(path)
+    registry = registry_for(config_dir, pinned={**entry, "sha256": digest})
+    with pytest.raises(CheckpointError) as caught:
+        registry.load("pinned")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: sha256 mismatch: expected {digest} (from the caller)")
+    assert "obtain it again" in message
+
+
+@pytest.mark.fault("models")
+def test_a_registry_model_with_no_known_digest_warns_once(
+    registry: ModelRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = registry.expected_path("tiny")
+    save_checkpoint(build_model(TINY), TINY, path)
+    sidecar_path(path).unlink()
+    with caplog.at_level(logging.WARNING):
+        assert registry.load("tiny")[1] == TINY
+        assert registry.load("tiny")[1] == TINY
+    expected = (
+        f"{path}: no sha256 is known for this file (registry models.tiny.sha256 is null "
+        "and there is no tiny.safetensors.sha256 sidecar), so it is loaded unverified; "
+        "run `nox -s maintenance -- verify_models --pin` to record its digest"
+    )
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("aiprod_core.registry", expected)
+    ]
+
+
+def test_a_registry_model_with_a_sidecar_loads_without_warning(
+    registry: ModelRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    save_checkpoint(build_model(TINY), TINY, registry.expected_path("tiny"))
+    with caplog.at_level(logging.WARNING):
+        registry.load("tiny")
+    assert caplog.records == []

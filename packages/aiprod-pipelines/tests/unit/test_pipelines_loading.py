@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from aiprod_core.checkpoints import save_checkpoint
+from aiprod_core.checkpoints import CheckpointError, save_checkpoint, sidecar_path
 from aiprod_core.config import AiprodConfig, find_config_dir, load_config
 from aiprod_core.errors import ConfigError
 from aiprod_core.models import AiprodModel, build_model
@@ -178,3 +179,66 @@ def test_place_model_moves_a_pretrained_adapter_separately() -> None:
     assert next(model.parameters()).dtype == torch.float64
     place_model(model, torch.device("cpu"), None)
     assert adapter.moved_to == [torch.device("cpu")]
+
+
+def flip_last_tensor_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.fault("models")
+def test_a_shipped_registry_entry_without_digest_loads_with_one_clear_warning(
+    config: AiprodConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert config.models["aiprod-tiny"].sha256 is None  # as shipped
+    path = config.model_file("aiprod-tiny")
+    save_checkpoint(tiny_weights(6), TINY, path)
+    sidecar_path(path).unlink()
+    with caplog.at_level(logging.WARNING):
+        load_model("aiprod-tiny", config=config, device="cpu")
+        load_model("aiprod-tiny", config=config, device="cpu")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert messages[0].startswith(f"{path}: no sha256 is known for this file")
+    assert "models.aiprod-tiny.sha256 is null" in messages[0]
+    assert messages[0].endswith("`nox -s maintenance -- verify_models --pin` to record its digest")
+
+
+@pytest.mark.fault("models")
+def test_a_bit_flipped_registry_model_is_refused(config: AiprodConfig) -> None:
+    path = config.model_file("aiprod-tiny")
+    save_checkpoint(tiny_weights(7), TINY, path)
+    flip_last_tensor_byte(path)
+    with pytest.raises(CheckpointError, match=r"sha256 mismatch: .*from its sidecar"):
+        load_model("aiprod-tiny", config=config, device="cpu")
+
+
+@pytest.mark.fault("models")
+def test_a_checkpoint_without_sidecar_loads_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "run.safetensors"
+    save_checkpoint(tiny_weights(8), TINY, path)
+    sidecar_path(path).unlink()
+    with caplog.at_level(logging.WARNING):
+        load_model(checkpoint=path, device="cpu")
+        load_model(checkpoint=path, device="cpu")
+    messages = [r.getMessage() for r in caplog.records]
+    expected = (
+        f"{path}: no sha256 is known for this file (none was given and there is no "
+        "run.safetensors.sha256 sidecar), so it is loaded unverified; to verify it from now "
+        "on, record its digest: `sha256sum run.safetensors > run.safetensors.sha256` in its "
+        "folder"
+    )
+    assert messages == [expected]
+
+
+@pytest.mark.fault("models")
+def test_a_bit_flipped_checkpoint_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "run.safetensors"
+    save_checkpoint(tiny_weights(9), TINY, path)
+    flip_last_tensor_byte(path)
+    with pytest.raises(CheckpointError) as caught:
+        load_model(checkpoint=path, device="cpu")
+    assert str(caught.value).startswith(f"{path}: sha256 mismatch")

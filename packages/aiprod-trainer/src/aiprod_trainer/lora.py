@@ -23,7 +23,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from aiprod_core.atomic import atomic_path, atomic_write_text
+from aiprod_core.atomic import atomic_write_text
+from aiprod_core.checkpoints import CheckpointError, verify_sha256, write_with_sidecar
 from aiprod_core.errors import AiprodError
 from aiprod_core.models import ModelConfig
 from aiprod_trainer.config import LoraSection
@@ -128,15 +129,16 @@ def save_adapter(
     """Write the adapter to ``folder`` in peft's format; returns the folder.
 
     The weights file's metadata records the base model's config, so the adapter says what
-    it was trained on.
+    it was trained on; its sha256 goes to the ``adapter_model.safetensors.sha256`` sidecar.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.contiguous() for name, t in lora_state_dict(transformer).items()}
-    with atomic_path(folder / ADAPTER_WEIGHTS) as temp:
-        safetensors.torch.save_file(
-            tensors, temp, metadata={BASE_CONFIG_KEY: base.model_dump_json(), "format": "pt"}
-        )
+    metadata = {BASE_CONFIG_KEY: base.model_dump_json(), "format": "pt"}
+    write_with_sidecar(
+        folder / ADAPTER_WEIGHTS,
+        lambda temp: safetensors.torch.save_file(tensors, temp, metadata=metadata),
+    )
     config = lora_config(settings).to_dict()
     atomic_write_text(folder / ADAPTER_CONFIG, json.dumps(config, indent=2, default=_json) + "\n")
     return folder
@@ -155,6 +157,10 @@ def load_adapter(transformer: nn.Module, folder: Path) -> nn.Module:
         config = LoraConfig.from_pretrained(str(folder))
     except (ValueError, TypeError) as exc:
         raise AdapterError(f"{config_file}: not a LoRA adapter config ({exc})") from None
+    try:
+        verify_sha256(weights, None)
+    except CheckpointError as exc:
+        raise AdapterError(str(exc)) from None
     transformer = inject_adapter_in_model(config, transformer)
     state = {name: t.clone() for name, t in safetensors.torch.load_file(weights).items()}
     load_lora_state_dict(transformer, state)

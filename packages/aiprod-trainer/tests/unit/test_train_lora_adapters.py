@@ -127,6 +127,7 @@ def test_adapter_save_and_load_round_trip(tmp_path: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == [
         "adapter_config.json",
         "adapter_model.safetensors",
+        "adapter_model.safetensors.sha256",
     ]
     config = json.loads((folder / "adapter_config.json").read_text())
     assert (config["r"], config["lora_alpha"]) == (2, 4)

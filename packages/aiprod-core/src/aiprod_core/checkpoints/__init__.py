@@ -6,6 +6,11 @@
     load_component(path) -> (module, config)    the same for a transformer, VAE, ... file
     inspect_checkpoint(path) -> CheckpointInfo  header only: config, component, shapes
     read_checkpoint(path) -> Checkpoint         config and tensors, no module
+    write_with_sidecar(path, write) -> sha256   any file written atomically + its sidecar
+
+Reading verifies the file's sha256: the one the caller gives, else its sidecar's. A file
+with neither is read unverified, and a warning (logger ``aiprod_core.checkpoints``, once
+per file and process) names it and how to record its digest.
 
 Every problem a user can cause (missing, truncated, corrupt, pickle, mismatched files) is
 a ``CheckpointError`` whose message names the file.
@@ -16,7 +21,9 @@ from aiprod_core.checkpoints.digest import (
     read_sidecar,
     sidecar_path,
     verify_sha256,
+    warn_unverified,
     write_sidecar,
+    write_with_sidecar,
 )
 from aiprod_core.checkpoints.errors import CheckpointError
 from aiprod_core.checkpoints.files import (
@@ -55,5 +62,7 @@ __all__ = [
     "save_checkpoint",
     "sidecar_path",
     "verify_sha256",
+    "warn_unverified",
     "write_sidecar",
+    "write_with_sidecar",
 ]

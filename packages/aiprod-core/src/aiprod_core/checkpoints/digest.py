@@ -2,19 +2,34 @@
 
 A sidecar holds one line in the format of ``sha256sum``: ``<hex digest>  <file name>``, so
 ``sha256sum -c model.safetensors.sha256`` checks the file from a shell.
+
+A file read with no digest known (none given, no sidecar) is read unverified: that is
+logged once per file and process (logger ``aiprod_core.checkpoints``), naming the file and
+how to record its digest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from aiprod_core.atomic import atomic_write_text
+from aiprod_core.atomic import atomic_path, atomic_write_text
 from aiprod_core.checkpoints.errors import CheckpointError
 
 SIDECAR_SUFFIX = ".sha256"
+#: A sidecar is one line of about 70 characters plus the file name; more is not a sidecar.
+SIDECAR_MAX_BYTES = 4096
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+_SHOWN = 80
+
+logger = logging.getLogger("aiprod_core.checkpoints")
+_reported: set[Path] = set()
+_reported_lock = threading.Lock()
 
 
 def sidecar_path(path: Path) -> Path:
@@ -23,17 +38,27 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def file_sha256(path: Path) -> str:
-    """The lowercase hex SHA-256 of a file, read in chunks."""
+def file_sha256(path: Path, progress: Callable[[int], object] | None = None) -> str:
+    """The lowercase hex SHA-256 of a file, read in chunks.
+
+    ``progress`` (when given) is called with the number of bytes of each chunk read.
+    """
     with Path(path).open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
+        if progress is None:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
+        digest = hashlib.sha256()
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+            progress(len(chunk))
+        return digest.hexdigest()
 
 
 def normalise_digest(digest: str, source: str) -> str:
     """``digest`` in lowercase; a CheckpointError naming ``source`` unless it is 64 hex digits."""
     value = digest.strip().lower()
     if not _HEX_DIGEST.match(value):
-        raise CheckpointError(f"{source}: expected a sha256 of 64 hex digits, got {digest!r}")
+        shown = digest if len(digest) <= _SHOWN else digest[:_SHOWN] + "..."
+        raise CheckpointError(f"{source}: expected a sha256 of 64 hex digits, got {shown!r}")
     return value
 
 
@@ -45,14 +70,41 @@ def write_sidecar(path: Path, digest: str) -> Path:
     return target
 
 
+def write_with_sidecar(path: Path, write: Callable[[Path], object]) -> str:
+    """Write ``path`` atomically with ``write(temporary_path)``, then its sidecar; the digest.
+
+    The old sidecar is removed just before the new file takes its place, so a crash in
+    between leaves a file without a sidecar (read unverified, with a warning), never a new
+    file beside the old file's digest (which would read as corrupt). A failure before that
+    leaves the old file and its sidecar as they were.
+    """
+    path = Path(path)
+    with atomic_path(path) as temp:
+        write(temp)
+        digest = file_sha256(temp)
+        sidecar_path(path).unlink(missing_ok=True)
+    write_sidecar(path, digest)
+    return digest
+
+
 def read_sidecar(path: Path) -> str | None:
     """The digest recorded for ``path``, or None when it has no sidecar."""
     sidecar = sidecar_path(path)
     try:
-        text = sidecar.read_text(encoding="utf-8")
+        with sidecar.open("rb") as stream:
+            data = stream.read(SIDECAR_MAX_BYTES + 1)
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise CheckpointError(f"{sidecar}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > SIDECAR_MAX_BYTES:
+        raise CheckpointError(
+            f"{sidecar}: is larger than {SIDECAR_MAX_BYTES} bytes, so it is no sidecar; "
+            f"expected one line '<sha256>  {Path(path).name}' (delete it, or restore it)"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise CheckpointError(f"{sidecar}: cannot be read ({exc})") from None
     fields = text.split()
     if not fields:
@@ -85,3 +137,23 @@ def verify_sha256(path: Path, expected: str | None) -> str | None:
             f"{path}: sha256 mismatch: expected {wanted} (from {source}), file has {actual}; {hint}"
         )
     return actual
+
+
+def warn_unverified(path: Path, reason: str, fix: str, log: logging.Logger | None = None) -> bool:
+    """Log that ``path`` is loaded with no digest known, once per file and process.
+
+    The warning reads ``<path>: no sha256 is known for this file (<reason>), so it is
+    loaded unverified; <fix>``. Returns whether it was logged now (False: said before).
+    """
+    key = Path(path).absolute()
+    with _reported_lock:
+        if key in _reported:
+            return False
+        _reported.add(key)
+    (log or logger).warning(
+        "%s: no sha256 is known for this file (%s), so it is loaded unverified; %s",
+        path,
+        reason,
+        fix,
+    )
+    return True

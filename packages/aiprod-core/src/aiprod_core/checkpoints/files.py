@@ -23,8 +23,12 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from aiprod_core.atomic import atomic_path
-from aiprod_core.checkpoints.digest import file_sha256, verify_sha256, write_sidecar
+from aiprod_core.checkpoints.digest import (
+    SIDECAR_SUFFIX,
+    verify_sha256,
+    warn_unverified,
+    write_with_sidecar,
+)
 from aiprod_core.checkpoints.errors import CheckpointError
 from aiprod_core.checkpoints.header import (
     ALIASES_KEY,
@@ -97,11 +101,9 @@ def save_checkpoint(
         )
     tensors, aliases = _storable_tensors(module.state_dict(), path)
     header = build_metadata(config, component, aliases, metadata or {}, path)
-    with atomic_path(path) as temp:
-        safetensors.torch.save_file(tensors, temp, metadata=header)
-        digest = file_sha256(temp)
-    write_sidecar(path, digest)
-    return digest
+    return write_with_sidecar(
+        path, lambda temp: safetensors.torch.save_file(tensors, temp, metadata=header)
+    )
 
 
 def inspect_checkpoint(path: Path) -> CheckpointInfo:
@@ -131,21 +133,22 @@ def read_checkpoint(
     """Read a checkpoint's config and tensors after verifying its sha256.
 
     The digest checked is ``sha256`` when given, else the one in the file's sidecar when
-    there is one. ``dtype`` casts floating-point tensors; others keep their dtype. A pickle
-    file is refused unless ``allow_pickle`` (then read with ``weights_only=True``; it has
-    no config or component).
+    there is one; with neither, the file is read unverified and a warning says so (once
+    per file and process: ``aiprod_core.checkpoints.digest.warn_unverified``). ``dtype``
+    casts floating-point tensors; others keep their dtype. A pickle file is refused unless
+    ``allow_pickle`` (then read with ``weights_only=True``; it has no config or component).
     """
     path = _existing_file(path)
     if _is_pickle(path):
         if not allow_pickle:
             raise CheckpointError(_pickle_refusal(path))
-        digest = verify_sha256(path, sha256)
+        digest = _verified(path, sha256)
         state = _read_pickle(path, device)
         return Checkpoint(
             path, None, None, {}, {k: _prepared(v, dtype) for k, v in state.items()}, digest
         )
     info = inspect_checkpoint(path)
-    digest = verify_sha256(path, sha256)
+    digest = _verified(path, sha256)
     tensors: dict[str, torch.Tensor] = {}
     try:
         with safetensors.safe_open(path, framework="pt", device=str(torch.device(device))) as f:
@@ -156,6 +159,20 @@ def read_checkpoint(
     for alias, name in info.aliases.items():
         tensors[alias] = tensors[name]
     return Checkpoint(path, info.config, info.component, info.metadata, tensors, digest)
+
+
+def _verified(path: Path, sha256: str | None) -> str | None:
+    """``verify_sha256``, warning (once per file) when no digest is known."""
+    digest = verify_sha256(path, sha256)
+    if digest is None:
+        sidecar = path.name + SIDECAR_SUFFIX
+        warn_unverified(
+            path,
+            f"none was given and there is no {sidecar} sidecar",
+            f"to verify it from now on, record its digest: `sha256sum {path.name} > {sidecar}` "
+            "in its folder",
+        )
+    return digest
 
 
 def _existing_file(path: Path) -> Path:

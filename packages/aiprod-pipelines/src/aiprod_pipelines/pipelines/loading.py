@@ -7,7 +7,10 @@ when asked for explicitly — randomly initialised weights of a preset.
     loaded = load_model(preset="tiny", random_weights=True)  # untrained: for tests and demos
 
 Missing weights raise the registry's error, which names the expected path and how to obtain
-the file; argument mistakes raise :class:`ModelLoadError`.
+the file; argument mistakes raise :class:`ModelLoadError`. Weights are verified against the
+registry entry's sha256, else the file's ``.sha256`` sidecar (a mismatch is a
+``CheckpointError``); with neither they load unverified, and a warning says so once per file
+and names how to record the digest.
 """
 
 from __future__ import annotations
