@@ -7,12 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from aiprod_core import atomic
 
 SCRIPT = "maintenance/clean.py"
 
@@ -765,6 +768,13 @@ def test_human_size(clean: ModuleType, size: int, text: str) -> None:
         (".nox", True, False, False),
         (".nox", True, True, True),
         ("__pycache__", False, False, False),
+        (".model.safetensors.0a1b2c3d4e5f.tmp", False, False, True),
+        (".step-00000004.0a1b2c3d4e5f.tmp", True, False, True),
+        (".step-00000004.0a1b2c3d4e5f.tmp.old", True, False, True),
+        (".clip.mp4.0a1b2c3d4e5f.tmp.mp4", False, False, True),
+        (".model.safetensors.tmp", False, False, False),
+        (".model.safetensors.0a1b2c3d4e.tmp", False, False, False),
+        ("model.safetensors.0a1b2c3d4e5f.tmp", False, False, False),
     ],
 )
 def test_is_generated(
@@ -801,3 +811,109 @@ def test_help_starts_with_the_one_line_description(
     assert "Remove what tools generate" in out
     assert "--dry-run" in out
     assert "--all" in out
+
+
+# --- temporary files of interrupted atomic writes ----------------------------------------
+
+
+def test_the_orphan_pattern_is_aiprod_cores(clean: ModuleType, tmp_path: Path) -> None:
+    """The script runs without the project installed, so it holds a copy of the pattern."""
+    assert clean.TEMPORARY_NAME.pattern == atomic.TEMPORARY_NAME.pattern
+    assert clean.TEMPORARY_NAME.flags == atomic.TEMPORARY_NAME.flags
+    for suffix in ("", ".old", ".mp4"):
+        assert clean.is_orphan_name(atomic.temporary_sibling(tmp_path / "a.b", suffix).name)
+
+
+def age(path: Path, seconds: float) -> None:
+    """Set the modification time of ``path`` and everything under it ``seconds`` back."""
+    when = time.time() - seconds
+    for current, dirs, files in os.walk(path, topdown=False):
+        for name in dirs + files:
+            os.utime(Path(current, name), (when, when), follow_symlinks=False)
+    os.utime(path, (when, when), follow_symlinks=False)
+
+
+@pytest.mark.fault("interrupted", guards_data=True)
+def test_orphans_of_interrupted_writes_are_removed_once_old_and_nothing_else(
+    clean: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracked_orphan = ".notes.md.0a1b2c3d4e5f.tmp"
+    repo = make_repo(tmp_path / "repo", {f"docs/{tracked_orphan}": 6})
+    run = repo / "runs" / "exp"
+    write(run, "model.safetensors", 50)
+    weights = atomic.temporary_sibling(run / "model.safetensors")
+    write(run, weights.name, 4000)
+    step = atomic.temporary_sibling(run / "checkpoints" / "step-00000008")
+    write(step, "model.safetensors", 300)
+    write(step, "state.json", 20)
+    replaced = atomic.temporary_sibling(run / "checkpoints" / "step-00000004", ".old")
+    write(replaced, "rng.safetensors", 10)
+    clip = atomic.temporary_sibling(repo / "data" / "clips" / "00001_a.mp4")
+    write(clip.parent, clip.name, 70)
+    for path in (weights, step, replaced, clip):
+        age(path, clean.ORPHAN_MIN_AGE_S + 60)
+    recent = atomic.temporary_sibling(run / "checkpoints" / "step-00000012")
+    write(recent, "model.safetensors", 99)  # a run may be writing it right now
+    age(recent, 120)
+    recent_file = atomic.temporary_sibling(run / "summary.json")
+    write(run, recent_file.name, 5)
+    lookalikes = {"runs/exp/.model.safetensors.tmp": 3, "runs/exp/model.safetensors.tmp": 3}
+    shielded = {
+        "models/.big.safetensors.0a1b2c3d4e5f.tmp": 8,  # models/ is never touched
+        ".venv/pyvenv.cfg": 1,
+        ".venv/lib/.x.py.0a1b2c3d4e5f.tmp": 8,  # environments are not entered
+        ".nox/lint/.y.0a1b2c3d4e5f.tmp": 8,
+    }
+    for name, size in {**lookalikes, **shielded}.items():
+        write(repo, name, size)
+        age(repo / name, clean.ORPHAN_MIN_AGE_S + 60)
+    before = tree(repo)
+
+    document = run_json(clean, capsys, "--root", str(repo))
+
+    removed = {
+        weights: ("file", 4000),
+        step: ("directory", 320),
+        replaced: ("directory", 10),
+        clip: ("file", 70),
+    }
+    assert document["exit_code"] == 0
+    assert document["paths"] == sorted(
+        (
+            {"path": path.relative_to(repo).as_posix(), "kind": kind, "bytes": size}
+            for path, (kind, size) in removed.items()
+        ),
+        key=lambda entry: entry["path"],
+    )
+    kept = {entry["path"]: entry["reason"] for entry in document["kept"]}
+    assert kept[f"docs/{tracked_orphan}"] == "tracked by git"
+    for young, kind in ((recent, "directory"), (recent_file, "file")):
+        assert kept[young.relative_to(repo).as_posix()].startswith(
+            f"temporary {kind} of an unfinished write, modified "
+        )
+    assert kept[recent.relative_to(repo).as_posix()].startswith(
+        "temporary directory of an unfinished write, modified 2 min ago: it may still be "
+        "being written; it goes once unchanged for 60 min"
+    )
+    gone = {path.relative_to(repo).as_posix() for path in removed}
+    assert tree(repo) == {
+        p for p in before if not any(p == g or p.startswith(g + "/") for g in gone)
+    }
+    assert (run / "model.safetensors").read_bytes() == b"x" * 50
+
+
+@pytest.mark.fault("interrupted", guards_data=True)
+def test_an_orphan_is_removed_only_when_nothing_in_it_is_recent(
+    clean: ModuleType, repo: Path
+) -> None:
+    folder = atomic.temporary_sibling(repo / "run" / "checkpoints" / "step-00000004")
+    write(folder, "sub/optimizer.safetensors", 5)
+    age(folder, clean.ORPHAN_MIN_AGE_S + 60)
+    os.utime(folder / "sub" / "optimizer.safetensors")  # written to just now
+
+    report = clean.scan(repo, clean.tracked_paths(repo))
+
+    assert report.candidates == []
+    assert [kept.path for kept in report.kept] == [folder.relative_to(repo).as_posix()]
+    later = clean.scan(repo, clean.tracked_paths(repo), now=time.time() + 7200)
+    assert [c.path for c in later.candidates] == [folder.relative_to(repo).as_posix()]

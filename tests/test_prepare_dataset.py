@@ -5,6 +5,7 @@ bucketed and written; corrupt and truncated files are reported and skipped, neve
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +16,7 @@ import av.error
 import numpy as np
 import pytest
 
+from aiprod_core.atomic import temporary_sibling
 from aiprod_pipelines.video_io import read_video
 from aiprod_trainer import ManifestRecord, load_manifest, write_manifest
 
@@ -306,3 +308,177 @@ def test_progress_bar_counts_the_videos(
     assert script.main([str(videos), "--output", str(tmp_path / "o"), "--bucket", "32x32x9"]) == 0
     total = len(AVAILABLE) + 2
     assert f"{total}/{total}" in capsys.readouterr().err
+
+
+# --- clips broken part way; reruns into the same output -----------------------------------
+
+
+def noisy_x264(path: Path, count: int = 48) -> Path:
+    """An H.264 MP4 of ``count`` noisy 64x48 frames (noise keeps every frame's packet large)."""
+    rng = np.random.default_rng(1)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(12))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(count):
+            pixels = rng.integers(60, 200, (48, 64, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, 12)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def damage_the_middle(path: Path) -> Path:
+    """Write 300 bytes of noise over the middle video packet of ``path``."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        starts = sorted(packet.pos for packet in container.demux(video) if packet.size)
+    data = bytearray(path.read_bytes())
+    middle = starts[len(starts) // 2]
+    data[middle : middle + 300] = np.random.default_rng(3).bytes(300)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.fault("videos")
+@pytest.mark.skipif(not has_encoder("libx264"), reason="needs the libx264 encoder")
+def test_a_clip_broken_in_the_middle_is_reported_not_prepared(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    noisy_x264(folder / "good.mp4")
+    damage_the_middle(noisy_x264(folder / "broken.mp4"))
+    for name in ("good", "broken"):
+        (folder / f"{name}.txt").write_text(f"the {name} clip", encoding="utf-8")
+    output = tmp_path / "out"
+
+    code = script.main([str(folder), "--output", str(output), "--bucket", "32x32x9", "--quiet"])
+
+    assert code == 0
+    out = capsys.readouterr().out
+    assert [record.caption for record in load_manifest(output / "manifest.jsonl")] == [
+        "the good clip"
+    ]
+    (problem,) = json.loads((output / "report.json").read_text(encoding="utf-8"))["problems"]
+    assert problem["media"] == "broken.mp4"
+    assert problem["kind"] == "unreadable"
+    assert re.fullmatch(r"broken (after|at) frame \d+ of 48: .+", problem["reason"])
+    assert f"  broken.mp4: unreadable: {problem['reason']}" in out.splitlines()
+    assert sorted(p.name for p in (output / "clips").iterdir()) == ["00001_good.mp4"]
+
+
+def captioned_clips(folder: Path, names: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix, codec, pix_fmt = AVAILABLE[0]
+    for name in names:
+        encode(folder / f"{name}.{suffix}", codec, pix_fmt, 9, 32, 32)
+        (folder / f"{name}.txt").write_text(f"clip {name}", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.fault("interrupted", guards_data=True)
+def test_a_rerun_leaves_no_unlisted_clip_and_no_orphan_but_keeps_other_files(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = captioned_clips(tmp_path / "in", ["a", "b", "c"])
+    output = tmp_path / "out"
+    args = [str(source), "--output", str(output), "--bucket", "32x32x9", "--quiet"]
+    assert script.main(args) == 0
+    clips = output / "clips"
+    assert sorted(p.name for p in clips.iterdir()) == ["00000_a.mp4", "00001_b.mp4", "00002_c.mp4"]
+    # what a run killed while writing leaves, and files that are not the script's
+    orphans = {
+        temporary_sibling(clips / "00001_c.mp4"): 500,
+        temporary_sibling(output / "manifest.jsonl"): 40,
+        temporary_sibling(output / "report.json"): 30,
+    }
+    for path, size in orphans.items():
+        path.write_bytes(b"o" * size)
+    others = {
+        clips / "notes.txt": b"the user's notes",
+        clips / "holiday.mp4": b"not a prepared clip's name",
+        temporary_sibling(clips / "holiday.mp4"): b"not a prepared clip's temporary file",
+        output / "00009_x.mp4": b"a clip name outside clips/",
+        temporary_sibling(output / "notes.txt"): b"another program's temporary file",
+    }
+    for path, data in others.items():
+        path.write_bytes(data)
+    (source / "b.mp4").unlink()
+    capsys.readouterr()
+    stale = {name: (clips / name).stat().st_size for name in ("00001_b.mp4", "00002_c.mp4")}
+
+    assert script.main([*args[:-1], "--json"]) == 0
+
+    report = json.loads(capsys.readouterr().out)
+    manifest = load_manifest(output / "manifest.jsonl", check_media=True)
+    listed = {record.media.removeprefix("clips/") for record in manifest}
+    assert listed == {"00000_a.mp4", "00001_c.mp4"}
+    left = {p.name for p in clips.iterdir()}
+    assert left == listed | {p.name for p in others if p.parent == clips}
+    assert sorted(p.name for p in output.iterdir()) == sorted(
+        ["clips", "manifest.jsonl", "report.json", *(p.name for p in others if p.parent == output)]
+    )
+    for path, data in others.items():
+        assert path.read_bytes() == data
+    expected = [
+        {"path": path.relative_to(output).as_posix(), "bytes": size,
+         "reason": "left by an interrupted write"}
+        for path, size in sorted(orphans.items(), key=lambda item: item[0].parent != output)
+    ] + [
+        {"path": f"clips/{name}", "bytes": size, "reason": "not in the new manifest"}
+        for name, size in stale.items()
+    ]  # fmt: skip
+    assert report["removed"] == expected
+    assert json.loads((output / "report.json").read_text(encoding="utf-8")) == report
+
+    assert script.main(args) == 0  # a third run finds nothing left to remove
+    assert "removed" not in capsys.readouterr().out
+
+
+@pytest.mark.fault("interrupted", guards_data=True)
+def test_a_rerun_prints_each_removal_once_with_the_bytes_freed(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = captioned_clips(tmp_path / "in", ["a", "b"])
+    output = tmp_path / "out"
+    args = [str(source), "--output", str(output), "--bucket", "32x32x9", "--quiet"]
+    assert script.main(args) == 0
+    orphan = temporary_sibling(output / "clips" / "00002_c.mp4")
+    orphan.write_bytes(b"o" * 1500)
+    (source / "a.mp4").unlink()  # b becomes source 0: both old clips are stale
+    stale = [(output / "clips" / name).stat().st_size for name in ("00000_a.mp4", "00001_b.mp4")]
+    capsys.readouterr()
+
+    assert script.main(args) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    freed = 1500 + sum(stale)
+    assert lines[-4:] == [
+        f"removed 3 leftover files of earlier runs ({freed:,} bytes freed):",
+        f"  clips/{orphan.name}: left by an interrupted write (1,500 bytes)",
+        f"  clips/00000_a.mp4: not in the new manifest ({stale[0]:,} bytes)",
+        f"  clips/00001_b.mp4: not in the new manifest ({stale[1]:,} bytes)",
+    ]
+    assert sorted(p.name for p in (output / "clips").iterdir()) == ["00000_b.mp4"]
+
+
+@pytest.mark.fault("interrupted", guards_data=True)
+def test_clips_given_as_input_are_never_removed(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Preparing a prepared dataset again into its own folder keeps the clips it reads."""
+    output = tmp_path / "out"
+    source = captioned_clips(tmp_path / "in", ["a"])
+    assert script.main([str(source), "--output", str(output), "--bucket", "32x32x9"]) == 0
+    first = (output / "clips" / "00000_a.mp4").read_bytes()
+    again = write_manifest(load_manifest(output / "manifest.jsonl"), tmp_path / "again.jsonl")
+    (tmp_path / "clips").symlink_to(output / "clips", target_is_directory=True)
+
+    assert script.main([str(again), "--output", str(output), "--bucket", "32x32x9"]) == 0
+
+    assert (output / "clips" / "00000_a.mp4").read_bytes() == first
+    assert [r.media for r in load_manifest(output / "manifest.jsonl", check_media=True)] == [
+        "clips/00000_00000_a.mp4"
+    ]
+    assert "removed" not in capsys.readouterr().out

@@ -7,11 +7,16 @@
 The input is a folder (searched recursively for .mp4, .webm, .mov, .avi and .mkv files of
 any codec FFmpeg decodes) or a JSONL manifest. Each video is probed, filtered by duration
 and size, assigned the nearest --bucket WIDTHxHEIGHTxFRAMES it has enough frames for,
-trimmed to the bucket's frame count (from the start), scaled to cover the bucket,
-centre-cropped, and written to OUTPUT/clips/. Captions come from the input manifest, else from a
-sidecar <stem>.txt beside the video. OUTPUT/manifest.jsonl lists the prepared clips;
-OUTPUT/report.json (also printed) lists every file skipped and why. A file that cannot be
-read never stops the run.
+decoded in full (a file broken part way, or holding fewer frames than its container says,
+is skipped), trimmed to the bucket's frame count (from the start), scaled to cover the
+bucket, centre-cropped, and written to OUTPUT/clips/. Captions come from the input manifest,
+else from a sidecar <stem>.txt beside the video. OUTPUT/manifest.jsonl lists the prepared
+clips; OUTPUT/report.json (also printed) lists every file skipped and why. A file that
+cannot be read never stops the run.
+
+Rerunning into the same OUTPUT removes what earlier runs left there: temporary files of a
+killed run, and the clips in OUTPUT/clips/ the new manifest does not list (each is printed
+with the bytes freed). Nothing else in OUTPUT is touched.
 
 Exit status: 0 something was prepared, 1 nothing was, 2 bad arguments or input.
 
@@ -127,7 +132,8 @@ def _plural(count: int, noun: str) -> str:
 
 
 def render_text(report: PreparationReport) -> str:
-    """The human-readable report: what was prepared, per bucket, then each file skipped."""
+    """The human-readable report: what was prepared, per bucket, each file skipped, and
+    each leftover of an earlier run removed."""
     inputs = len(report.prepared) + len(report.skipped)
     if report.prepared:
         done = f"prepared {len(report.prepared)} of {_plural(inputs, 'video')}"
@@ -139,6 +145,16 @@ def render_text(report: PreparationReport) -> str:
         lines.append(f"skipped {len(report.skipped)} (details in {report.report_path}):")
         lines.extend(
             f"  {skipped.media}: {skipped.kind}: {skipped.reason}" for skipped in report.skipped
+        )
+    if report.removed:
+        freed = sum(removed.bytes for removed in report.removed)
+        lines.append(
+            f"removed {_plural(len(report.removed), 'leftover file')} of earlier runs "
+            f"({freed:,} bytes freed):"
+        )
+        lines.extend(
+            f"  {removed.path}: {removed.reason} ({removed.bytes:,} bytes)"
+            for removed in report.removed
         )
     return "\n".join(lines)
 

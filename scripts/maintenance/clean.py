@@ -7,6 +7,10 @@
 Removed: ``__pycache__/``, ``*.pyc``/``*.pyo``, ``.pytest_cache/``, ``.mypy_cache/``,
 ``.ruff_cache/``, ``.hypothesis/``, ``.coverage`` and ``.coverage.*``, ``htmlcov/``,
 ``coverage.xml``, ``build/``, ``dist/`` and ``*.egg-info``; with ``--all`` also ``.nox/``.
+Also the temporary files and folders a process killed in the middle of an atomic write
+leaves (``.NAME.<12 hex digits>.tmp`` with an optional suffix such as ``.old``; see
+``aiprod_core.atomic``), once nothing in them has changed for an hour: one that changed more
+recently may still be being written, and is reported as kept.
 Each removed path is printed relative to the repository root, followed by the total freed
 (``freed 1.2 MiB in 14 paths``). ``--dry-run`` only lists what would go.
 
@@ -45,9 +49,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,6 +73,14 @@ GENERATED_DIRS = frozenset(
 GENERATED_FILES = frozenset({".coverage", "coverage.xml"})
 GENERATED_FILE_SUFFIXES = (".pyc", ".pyo")
 EGG_INFO_SUFFIX = ".egg-info"
+#: The temporary names of ``aiprod_core.atomic.temporary_sibling``: this script runs
+#: without the project installed, so it keeps a copy of ``aiprod_core.atomic.TEMPORARY_NAME``
+#: (its tests check that the two are the same).
+TEMPORARY_NAME = re.compile(
+    r"\.(?P<target>.+)\.(?P<token>[0-9a-f]{12})\.tmp(?P<suffix>(?:\..*)?)", re.DOTALL
+)
+#: A temporary file or folder is removed only when nothing in it changed for this long.
+ORPHAN_MIN_AGE_S = 3600
 NOX_DIR = ".nox"
 MODELS_DIR = "models"
 ENVIRONMENT_DIRS = frozenset({"node_modules"})
@@ -213,9 +227,14 @@ def is_protected_name(name: str) -> bool:
     return name in {".git", ".env"} or name.startswith(".env.")
 
 
+def is_orphan_name(name: str) -> bool:
+    """Whether ``name`` is that of an atomic write's temporary file or folder."""
+    return TEMPORARY_NAME.fullmatch(name) is not None
+
+
 def is_generated(name: str, *, is_dir: bool, include_nox: bool) -> bool:
-    """Whether an entry with this name and kind is tool output."""
-    if name.endswith(EGG_INFO_SUFFIX):
+    """Whether an entry with this name and kind is tool output (or an unfinished write's)."""
+    if name.endswith(EGG_INFO_SUFFIX) or is_orphan_name(name):
         return True
     if is_dir:
         return name in GENERATED_DIRS or (include_nox and name == NOX_DIR)
@@ -245,13 +264,22 @@ def _is_boundary(path: Path, name: str, *, include_nox: bool) -> bool:
 
 
 class _Sizes:
-    """Adds up lstat sizes, counting each (device, inode) with several links once."""
+    """Adds up lstat sizes, counting each (device, inode) with several links once.
+
+    Also keeps the newest modification time of what it was shown (see :meth:`touch`).
+    """
 
     def __init__(self) -> None:
         self.single = 0
         self.linked: dict[FileId, int] = {}
+        self.newest = 0.0
+
+    def touch(self, info: os.stat_result) -> None:
+        """Note a modification time (of a folder, whose size is not counted)."""
+        self.newest = max(self.newest, info.st_mtime)
 
     def add(self, info: os.stat_result) -> None:
+        self.touch(info)
         if info.st_nlink > 1:
             self.linked[(info.st_dev, info.st_ino)] = info.st_size
         else:
@@ -281,6 +309,7 @@ def _measure(directory: Path, root: Path) -> tuple[_Sizes, str | None, Failure |
             if is_protected_name(entry.name):
                 return sizes, f"contains {_relative(Path(entry.path), root)}", None
             if entry.is_dir(follow_symlinks=False):
+                sizes.touch(entry.stat(follow_symlinks=False))
                 stack.append(Path(entry.path))
             else:
                 sizes.add(entry.stat(follow_symlinks=False))
@@ -295,32 +324,56 @@ def _consider(
     root: Path,
     tracked: TrackedPaths,
     report: Report,
+    orphans_before: float,
 ) -> bool:
-    """Record a generated-looking entry as candidate, kept or failed; True when kept."""
+    """Record a generated-looking entry as candidate, kept or failed; True when kept.
+
+    An unfinished write's temporary file or folder in which anything was modified at or
+    after ``orphans_before`` (a time) is kept: it may still be being written.
+    """
     if rel in tracked.files:
         report.kept.append(Kept(rel, "tracked by git"))
         return True
     if is_dir and rel in tracked.dirs:
         report.kept.append(Kept(rel, "contains tracked files"))
         return True
-    if not is_dir:
+    reason: str | None = None
+    if is_dir:
+        sizes, reason, failure = _measure(Path(entry.path), root)
+        if failure is not None:
+            report.failed.append(failure)
+            return False
+        sizes.touch(entry.stat(follow_symlinks=False))
+    else:
         sizes = _Sizes()
         sizes.add(entry.stat(follow_symlinks=False))
-        report.candidates.append(Candidate(rel, "file", sizes.total, sizes.linked))
-        return False
-    sizes, reason, failure = _measure(Path(entry.path), root)
-    if failure is not None:
-        report.failed.append(failure)
-        return False
+    kind = "directory" if is_dir else "file"
+    if reason is None and is_orphan_name(entry.name) and sizes.newest >= orphans_before:
+        reason = _recent_write(kind, sizes.newest, orphans_before)
     if reason is not None:
         report.kept.append(Kept(rel, reason))
         return True
-    report.candidates.append(Candidate(rel, "directory", sizes.total, sizes.linked))
+    report.candidates.append(Candidate(rel, kind, sizes.total, sizes.linked))
     return False
 
 
-def scan(root: Path, tracked: TrackedPaths, *, include_nox: bool = False) -> Report:
-    """Find generated paths under ``root`` without following links or entering protected dirs."""
+def _recent_write(kind: str, modified: float, orphans_before: float) -> str:
+    minutes = max(0, round((orphans_before + ORPHAN_MIN_AGE_S - modified) / 60))
+    return (
+        f"temporary {kind} of an unfinished write, modified {minutes} min ago: it may still "
+        f"be being written; it goes once unchanged for {ORPHAN_MIN_AGE_S // 60} min"
+    )
+
+
+def scan(
+    root: Path, tracked: TrackedPaths, *, include_nox: bool = False, now: float | None = None
+) -> Report:
+    """Find generated paths under ``root`` without following links or entering protected dirs.
+
+    ``now`` (default: the current time) decides which unfinished writes' temporary files
+    are old enough to go (see :data:`ORPHAN_MIN_AGE_S`).
+    """
+    orphans_before = (time.time() if now is None else now) - ORPHAN_MIN_AGE_S
     report = Report()
     stack = [root]
     while stack:
@@ -346,7 +399,13 @@ def scan(root: Path, tracked: TrackedPaths, *, include_nox: bool = False) -> Rep
             is_dir = entry.is_dir(follow_symlinks=False)
             if is_generated(entry.name, is_dir=is_dir, include_nox=include_nox):
                 kept = _consider(
-                    entry, rel, is_dir=is_dir, root=root, tracked=tracked, report=report
+                    entry,
+                    rel,
+                    is_dir=is_dir,
+                    root=root,
+                    tracked=tracked,
+                    report=report,
+                    orphans_before=orphans_before,
                 )
                 # A kept directory is still walked: generated content nested in it may go.
                 if not (is_dir and kept):

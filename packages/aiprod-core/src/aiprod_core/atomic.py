@@ -10,25 +10,119 @@ Errors are ``OSError`` s whose message names the target and what went wrong or w
 expected (``cannot write out/clip.mp4: it is a folder; expected a file path``). A failed
 system call keeps its type and ``errno`` (a ``PermissionError`` stays one) and is chained
 as ``__cause__``, so callers can catch precisely or show the message as is.
+
+A process killed in the middle of a write (SIGKILL, a power loss) cannot clean up: its
+temporary file or folder stays behind under a name :data:`TEMPORARY_NAME` matches. Whoever
+owns the folder removes those orphans with :func:`remove_orphans` when it next writes there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+#: Random bytes in a temporary name, written as 12 hex digits.
+_TOKEN_BYTES = 6
+
+#: The names :func:`temporary_sibling` makes: ``.<target>.<12 hex digits>.tmp<suffix>``,
+#: the suffix empty or starting with a dot; the group ``target`` is the name of the file or
+#: folder being written. (scripts/maintenance/clean.py, which imports nothing of the
+#: project, holds a copy that its tests compare with this one.)
+TEMPORARY_NAME = re.compile(
+    r"\.(?P<target>.+)\.(?P<token>[0-9a-f]{12})\.tmp(?P<suffix>(?:\..*)?)", re.DOTALL
+)
 
 
 def temporary_sibling(target: Path, suffix: str = "") -> Path:
-    """A fresh hidden path in ``target``'s folder, e.g. ``.model.safetensors.3f9a.tmp``.
+    """A fresh hidden path in ``target``'s folder, e.g. ``.model.safetensors.3f9a0b1c2d3e.tmp``.
 
-    ``suffix`` is appended after ``.tmp`` for writers that pick a format by extension.
+    ``suffix`` is appended after ``.tmp`` for writers that pick a format by extension (and
+    ``.old`` marks a folder being replaced). The name always matches :data:`TEMPORARY_NAME`.
     """
-    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp{suffix}")
+    return target.with_name(f".{target.name}.{secrets.token_hex(_TOKEN_BYTES)}.tmp{suffix}")
+
+
+def temporary_target(name: str) -> str | None:
+    """The name of the file or folder a temporary ``name`` was written for, or None.
+
+    ``temporary_target(".model.safetensors.3f9a0b1c2d3e.tmp") == "model.safetensors"``.
+    """
+    match = TEMPORARY_NAME.fullmatch(name)
+    return match.group("target") if match is not None else None
+
+
+def is_temporary_name(name: str) -> bool:
+    """Whether ``name`` is one :func:`temporary_sibling` makes."""
+    return temporary_target(name) is not None
+
+
+@dataclass(frozen=True)
+class RemovedPath:
+    """A file or folder that was deleted, and the bytes that freed (apparent sizes)."""
+
+    path: Path
+    bytes: int
+
+
+def remove_orphans(
+    folder: Path, owned: Callable[[str], bool] | Collection[str]
+) -> list[RemovedPath]:
+    """Delete the temporary files and folders interrupted writes left in ``folder``.
+
+    Only entries directly in ``folder`` whose name matches :data:`TEMPORARY_NAME` and
+    whose target name is ``owned`` (a predicate on the name, or a collection of names)
+    go, so temporary files of other programs' or of other writers' targets stay.
+    Symbolic links are never removed or followed. Call it only where no other process is
+    writing the same targets: a temporary file still being written would be deleted.
+
+    Returns:
+        What was deleted, sorted by name; nothing when ``folder`` does not exist.
+
+    Raises:
+        OSError: ``folder`` cannot be listed or an orphan cannot be deleted; the message
+            names it.
+    """
+    folder = Path(folder)
+    is_owned = owned if callable(owned) else frozenset(owned).__contains__
+    try:
+        entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    except OSError as exc:
+        raise _reworded(exc, f"cannot list {folder} to remove unfinished writes ({exc})") from exc
+    removed: list[RemovedPath] = []
+    for entry in entries:
+        target = temporary_target(entry.name)
+        if target is None or not is_owned(target) or entry.is_symlink():
+            continue
+        try:
+            removed.append(RemovedPath(entry, _delete(entry)))
+        except OSError as exc:
+            raise _reworded(
+                exc, f"cannot remove {entry}, left by an interrupted write ({exc})"
+            ) from exc
+    return removed
+
+
+def _delete(path: Path) -> int:
+    """Delete a file or a folder tree (links inside are unlinked); return its apparent size."""
+    if not path.is_dir():
+        size = path.lstat().st_size
+        path.unlink()
+        return size
+    size = 0
+    for root, dirs, files in os.walk(path):  # links to folders are listed, not entered
+        here = Path(root)
+        entries = [here / name for name in files]
+        entries.extend(here / name for name in dirs if (here / name).is_symlink())
+        size += sum(entry.lstat().st_size for entry in entries)
+    shutil.rmtree(path)
+    return size
 
 
 @contextlib.contextmanager

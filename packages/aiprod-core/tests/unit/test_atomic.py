@@ -5,17 +5,24 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from aiprod_core import atomic
 from aiprod_core.atomic import (
+    RemovedPath,
     atomic_folder,
     atomic_path,
     atomic_write_bytes,
     atomic_write_text,
+    is_temporary_name,
+    remove_orphans,
     temporary_sibling,
+    temporary_target,
 )
 
 
@@ -470,3 +477,138 @@ def test_atomic_folder_reports_an_unwritable_folder(
     monkeypatch.undo()
     assert [entry.name for entry in tmp_path.iterdir()] == ["new"]
     assert list((tmp_path / "new").iterdir()) == []
+
+
+# --- orphans of interrupted writes -------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["", ".mp4", ".old", ".tmp"])
+@pytest.mark.parametrize("name", ["model.safetensors", "step-00000100", "a.b c", ".hidden"])
+def test_every_temporary_name_says_its_target(tmp_path: Path, name: str, suffix: str) -> None:
+    temp = temporary_sibling(tmp_path / name, suffix)
+    assert is_temporary_name(temp.name)
+    assert temporary_target(temp.name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "model.safetensors",
+        ".model.safetensors",
+        ".model.safetensors.tmp",
+        ".model.safetensors.0a1b2c3d4e.tmp",  # too few hex digits
+        ".model.safetensors.0A1B2C3D4E5F.tmp",  # not lower-case
+        "model.safetensors.0a1b2c3d4e5f.tmp",  # not hidden
+        ".0a1b2c3d4e5f.tmp",  # no target
+        ".model.safetensors.0a1b2c3d4e5f.tmpx",  # a suffix starts with a dot
+    ],
+)
+def test_other_names_are_not_temporary(name: str) -> None:
+    assert not is_temporary_name(name)
+    assert temporary_target(name) is None
+
+
+def orphan_file(target: Path, size: int, suffix: str = "") -> Path:
+    path = temporary_sibling(target, suffix)
+    path.write_bytes(b"x" * size)
+    return path
+
+
+@pytest.mark.fault("interrupted", guards_data=True)
+def test_remove_orphans_deletes_only_owned_temporaries(tmp_path: Path) -> None:
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"finished weights")
+    weights = orphan_file(model, 1000)
+    sidecar = orphan_file(tmp_path / "model.safetensors.sha256", 70)
+    step = temporary_sibling(tmp_path / "step-00000004")
+    (step / "inner").mkdir(parents=True)
+    (step / "inner" / "optimizer.safetensors").write_bytes(b"y" * 300)
+    (step / "state.json").write_bytes(b"{}")
+    replaced = temporary_sibling(tmp_path / "step-00000002", ".old")
+    replaced.mkdir()
+    (replaced / "model.safetensors").write_bytes(b"z" * 40)
+    foreign = orphan_file(tmp_path / "notes.txt", 5)  # someone else's target
+    hidden = tmp_path / ".settings"
+    hidden.write_text("a user's hidden file")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.bin").write_bytes(b"k" * 10)
+    link = temporary_sibling(tmp_path / "model.safetensors")
+    link.symlink_to(outside, target_is_directory=True)
+
+    removed = remove_orphans(
+        tmp_path,
+        lambda name: name.startswith(("step-", "model.safetensors")),
+    )
+
+    assert sorted(removed, key=lambda r: r.path) == sorted(
+        [
+            RemovedPath(weights, 1000),
+            RemovedPath(sidecar, 70),
+            RemovedPath(step, 302),
+            RemovedPath(replaced, 40),
+        ],
+        key=lambda r: r.path,
+    )
+    assert [r.path for r in removed] == sorted(r.path for r in removed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [model.name, foreign.name, hidden.name, "outside", link.name]
+    )
+    assert model.read_bytes() == b"finished weights"
+    assert (outside / "keep.bin").read_bytes() == b"k" * 10
+    assert remove_orphans(tmp_path, ["model.safetensors"]) == []
+
+
+@pytest.mark.fault("interrupted", guards_data=True)
+def test_remove_orphans_takes_a_collection_of_names(tmp_path: Path) -> None:
+    kept = orphan_file(tmp_path / "report.json", 3)
+    gone = orphan_file(tmp_path / "manifest.jsonl", 8)
+    assert remove_orphans(tmp_path, {"manifest.jsonl"}) == [RemovedPath(gone, 8)]
+    assert [p.name for p in tmp_path.iterdir()] == [kept.name]
+    assert remove_orphans(tmp_path / "missing", {"manifest.jsonl"}) == []
+
+
+@pytest.mark.fault("interrupted")
+def test_remove_orphans_names_what_it_cannot_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    orphan = orphan_file(tmp_path / "model.safetensors", 4)
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(PermissionError) as info:
+        remove_orphans(tmp_path, {"model.safetensors"})
+    assert str(info.value).startswith(f"cannot remove {orphan}, left by an interrupted write (")
+    assert info.value.errno == errno.EACCES
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from aiprod_core.atomic import atomic_path
+with atomic_path(Path(sys.argv[1]), create=True) as temp:
+    temp.write_bytes(b"w" * 4096)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.fault("interrupted", guards_data=True)
+def test_a_writer_killed_mid_write_leaves_an_orphan_that_remove_orphans_deletes(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "model.safetensors"
+    target.write_bytes(b"the previous weights")
+
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(target)], capture_output=True, check=False
+    )
+
+    assert killed.returncode == -signal.SIGKILL
+    assert target.read_bytes() == b"the previous weights"
+    (orphan,) = (p for p in tmp_path.iterdir() if p != target)
+    assert temporary_target(orphan.name) == "model.safetensors"
+    assert remove_orphans(tmp_path, {"model.safetensors"}) == [RemovedPath(orphan, 4096)]
+    assert list(tmp_path.iterdir()) == [target]
+    assert target.read_bytes() == b"the previous weights"

@@ -9,8 +9,9 @@ The steps data preparation takes for each file, each usable on its own:
   a file shorter than its header claims;
 * :class:`ClipFilter` says why a probed clip is too short, too long or too small;
 * :func:`choose_bucket` picks the nearest allowed bucket the clip has enough frames for;
-* :func:`decode_frames` decodes only the frames needed, and :func:`fit_frames` resizes
-  them to cover the bucket and crops the centre.
+* :func:`decode_frames` decodes the whole stream, so that a file broken part way is
+  noticed, and keeps the frames needed; :func:`fit_frames` resizes them to cover the
+  bucket and crops the centre.
 
 Every problem with a file raises :class:`IngestError`, whose message names the file and
 says what was wrong, so a caller can list it and move on to the next file.
@@ -171,45 +172,104 @@ def _reason(exc: BaseException) -> str:
 
 
 def decode_frames(path: Path, count: int) -> Uint8Frames:
-    """Decode the first ``count`` frames of ``path`` as uint8 RGB ``(count, H, W, 3)``.
+    """Decode ``path``'s whole video stream; return its first ``count`` frames as uint8 RGB.
+
+    Every frame is decoded, not only those returned (which are ``(count, H, W, 3)``), so a
+    file broken after them is noticed rather than trusted; only ``count`` frames are held
+    in memory. The number decoded is compared with the number the container declares (its
+    frame count, else its duration times its frame rate, as in :func:`probe_video`).
 
     Raises:
-        IngestError: the file cannot be decoded, holds fewer than ``count`` frames, or
-            changes its frame size.
+        IngestError: the file cannot be opened, has no video stream, fails to decode part
+            way (``broken after frame 17 of 48: <decoder message>``), has a frame the
+            decoder marks corrupt, decodes fewer frames than its container declares
+            (``shorter than its container says: 30 of 48 frames``) or than ``count``, or
+            changes its frame size within the first ``count`` frames.
     """
     if count <= 0:
         raise ValueError(f"count: expected an integer > 0, got {count!r}")
     _check_file(path)
-    decoded: list[Uint8Frames] = []
     try:
-        with av.open(str(path), mode="r") as container:
-            if not container.streams.video:
-                raise IngestError(path, "holds no video stream; expected a video file")
-            stream = container.streams.video[0]
+        opened = av.open(str(path), mode="r")
+    except _READ_ERRORS as exc:
+        raise IngestError(path, f"not a readable video ({_reason(exc)})") from exc
+    with opened as container:
+        if not container.streams.video:
+            raise IngestError(path, "holds no video stream; expected a video file")
+        stream = container.streams.video[0]
+        declared = _DeclaredLength.of(container, stream)
+        kept: list[Uint8Frames] = []
+        decoded = 0
+        try:
             for frame in container.decode(stream):
-                # PyAV types every to_ndarray() format; rgb24 frames are 8-bit.
-                pixels = cast(Uint8Frames, frame.to_ndarray(format="rgb24"))
-                if decoded and pixels.shape != decoded[0].shape:
+                if frame.is_corrupt:
                     raise IngestError(
                         path,
-                        f"frame {len(decoded)} is {pixels.shape[1]}x{pixels.shape[0]} but the "
-                        f"first is {decoded[0].shape[1]}x{decoded[0].shape[0]}; expected one "
-                        "size throughout",
+                        f"broken at frame {decoded + 1}{declared.of_total}: the decoder "
+                        "marks it corrupt",
                     )
-                decoded.append(pixels)
-                if len(decoded) == count:
-                    break
-    except IngestError:
-        raise
-    except _READ_ERRORS as exc:
+                if len(kept) < count:
+                    kept.append(_pixels(path, frame, kept))
+                decoded += 1
+        except IngestError:
+            raise
+        except _READ_ERRORS as exc:
+            raise IngestError(
+                path, f"broken after frame {decoded}{declared.of_total}: {_reason(exc)}"
+            ) from exc
+    if declared.is_short(decoded):
         raise IngestError(
-            path, f"decoding failed after {len(decoded)} frames ({_reason(exc)})"
-        ) from exc
-    if len(decoded) < count:
-        raise IngestError(
-            path, f"truncated or corrupt; expected {count} frames, decoded {len(decoded)}"
+            path, f"shorter than its container says: {decoded} of {declared.frames} frames"
         )
-    return np.stack(decoded)
+    if decoded < count:
+        raise IngestError(path, f"too few frames: decoded {decoded}, expected at least {count}")
+    return np.stack(kept)
+
+
+@dataclass(frozen=True)
+class _DeclaredLength:
+    """How many frames a container declares: counted exactly, or from its duration."""
+
+    frames: int
+    exact: bool
+
+    @classmethod
+    def of(
+        cls, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    ) -> _DeclaredLength:
+        if stream.frames:
+            return cls(int(stream.frames), exact=True)
+        rate = stream.average_rate or stream.guessed_rate
+        frames = _declared_frames(container, stream, Fraction(rate)) if rate else 0
+        return cls(frames, exact=False)
+
+    @property
+    def of_total(self) -> str:
+        """`` of 48`` to follow a frame number, or nothing when no length is declared."""
+        return f" of {self.frames}" if self.frames else ""
+
+    def is_short(self, decoded: int) -> bool:
+        """Whether ``decoded`` frames fall short of the declared length.
+
+        A frame count must be met exactly; a duration is an estimate, held to
+        :data:`TRUNCATION_THRESHOLD` as when probing.
+        """
+        if self.exact:
+            return decoded < self.frames
+        return bool(self.frames) and decoded < TRUNCATION_THRESHOLD * self.frames - 1
+
+
+def _pixels(path: Path, frame: av.VideoFrame, kept: list[Uint8Frames]) -> Uint8Frames:
+    """``frame`` as uint8 RGB, of the size of the frames ``kept`` before it."""
+    # PyAV types every to_ndarray() format; rgb24 frames are 8-bit.
+    pixels = cast(Uint8Frames, frame.to_ndarray(format="rgb24"))
+    if kept and pixels.shape != kept[0].shape:
+        raise IngestError(
+            path,
+            f"frame {len(kept)} is {pixels.shape[1]}x{pixels.shape[0]} but the first is "
+            f"{kept[0].shape[1]}x{kept[0].shape[0]}; expected one size throughout",
+        )
+    return pixels
 
 
 def fit_frames(frames: Uint8Frames, width: int, height: int) -> Uint8Frames:

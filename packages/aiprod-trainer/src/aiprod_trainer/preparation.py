@@ -1,17 +1,25 @@
 """Dataset preparation: turn a folder or manifest of videos into a bucketed training set.
 
 For each source video :func:`prepare_dataset` probes it, filters it, picks its bucket,
-decodes the frames the bucket needs (the first ones), resizes and centre-crops them, and
-writes the clip as H.264 MP4 to ``<output>/clips/``. Captions come from the input manifest,
-else from a sidecar ``<stem>.txt`` beside the video. A file that cannot be used is listed
-in the :class:`PreparationReport` with the reason and never stops the run; the manifest of
-the prepared clips (``<output>/manifest.jsonl``) and the report (``<output>/report.json``)
-are written atomically at the end.
+decodes it (every frame, so that a file broken part way is noticed; the bucket keeps the
+first ones), resizes and centre-crops the kept frames, and writes the clip as H.264 MP4 to
+``<output>/clips/``. Captions come from the input manifest, else from a sidecar
+``<stem>.txt`` beside the video. A file that cannot be used is listed in the
+:class:`PreparationReport` with the reason and never stops the run; the manifest of the
+prepared clips (``<output>/manifest.jsonl``) and the report (``<output>/report.json``) are
+written atomically at the end.
+
+A rerun into the same output tidies it: temporary files a killed run left (of the clips,
+the manifest and the report) are deleted first, and once the new manifest is written, the
+clips of earlier runs it no longer lists. Only names this module writes are touched, and
+only in ``<output>/clips/`` (plus the two temporary names beside the manifest); each
+deletion is listed in the report with the bytes it freed.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +27,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
-from aiprod_core.atomic import atomic_write_text
+from aiprod_core.atomic import RemovedPath, atomic_write_text, remove_orphans
 from aiprod_pipelines.video_io import write_mp4
 from aiprod_trainer.buckets import Bucket
 from aiprod_trainer.ingest import (
@@ -38,6 +46,8 @@ MANIFEST_NAME = "manifest.jsonl"
 REPORT_NAME = "report.json"
 #: x264 quality of prepared clips: visually lossless, and playable everywhere (crf 0 is not).
 CLIP_CRF = 10
+#: The names of prepared clips in ``clips/`` (see :func:`clip_name`).
+CLIP_NAME = re.compile(r"\d{5,}_.+\.mp4", re.DOTALL)
 
 SkipKind = Literal["unreadable", "filtered", "no_caption"]
 Progress = Callable[[Sequence["Source"]], Iterable["Source"]]
@@ -64,14 +74,28 @@ class Skipped:
         return {"media": self.media, "kind": self.kind, "reason": self.reason}
 
 
+@dataclass(frozen=True)
+class Removed:
+    """A file of an earlier run deleted from the output: ``path`` relative to the output."""
+
+    path: str
+    bytes: int
+    reason: str
+
+    def to_dict(self) -> dict[str, str | int]:
+        return {"path": self.path, "bytes": self.bytes, "reason": self.reason}
+
+
 @dataclass
 class PreparationReport:
-    """What a preparation run did: the records written and the inputs skipped."""
+    """What a preparation run did: the records written, the inputs skipped, and the files
+    of earlier runs deleted from the output."""
 
     source: str
     output: Path
     prepared: list[ManifestRecord] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    removed: list[Removed] = field(default_factory=list)
 
     @property
     def manifest_path(self) -> Path | None:
@@ -98,6 +122,7 @@ class PreparationReport:
             "skipped": len(self.skipped),
             "buckets": self.bucket_counts(),
             "problems": [skipped.to_dict() for skipped in self.skipped],
+            "removed": [removed.to_dict() for removed in self.removed],
         }
 
 
@@ -182,14 +207,19 @@ def prepare_dataset(
     """Prepare every source into ``output``; return what was done (also in ``report.json``).
 
     ``progress`` wraps the iteration over the sources (pass a tqdm factory for a bar).
+    Temporary files an interrupted earlier run left are deleted first; when a manifest is
+    written, the clips in ``clips/`` it does not list (an earlier run's) are deleted after
+    it, except a clip that is one of ``sources``.
 
     Raises:
         ValueError: the buckets are invalid (see :func:`check_buckets`).
         VideoIOError: a prepared clip cannot be written (an output problem, not an input one).
+        OSError: a leftover file cannot be deleted; the message names it.
     """
     allowed = check_buckets(buckets)
     clip_filter = clip_filter or ClipFilter()
     report = PreparationReport(source=source_name, output=output)
+    report.removed.extend(_remove_interrupted_writes(output))
     for index, source in enumerate(progress(sources)):
         try:
             report.prepared.append(_prepare_one(source, index, output, allowed, clip_filter))
@@ -197,8 +227,54 @@ def prepare_dataset(
             report.skipped.append(Skipped(source.shown, skip.kind, skip.reason))
     if report.prepared:
         write_manifest(report.prepared, output / MANIFEST_NAME)
+        inputs = {source.path for source in sources}
+        report.removed.extend(_remove_unlisted_clips(output, report.prepared, inputs))
     atomic_write_text(report.report_path, json.dumps(report.to_dict(), indent=2) + "\n")
     return report
+
+
+def clip_name(index: int, stem: str) -> str:
+    """The file name in ``clips/`` of the prepared clip of source number ``index``."""
+    return f"{index:05d}_{stem}.mp4"
+
+
+def _is_clip_name(name: str) -> bool:
+    return CLIP_NAME.fullmatch(name) is not None
+
+
+def _remove_interrupted_writes(output: Path) -> list[Removed]:
+    """Delete the temporary clips, manifest and report a killed run left in ``output``."""
+    orphans = remove_orphans(output, {MANIFEST_NAME, REPORT_NAME})
+    orphans.extend(remove_orphans(output / CLIPS_DIR, _is_clip_name))
+    return [_removed(output, orphan, "left by an interrupted write") for orphan in orphans]
+
+
+def _remove_unlisted_clips(
+    output: Path, records: Sequence[ManifestRecord], inputs: Iterable[Path]
+) -> list[Removed]:
+    """Delete the clips in ``clips/`` that ``records`` do not list and that are no input."""
+    folder = output / CLIPS_DIR
+    listed = {(output / record.media).resolve() for record in records}
+    keep = listed | {Path(path).resolve() for path in inputs}
+    removed: list[Removed] = []
+    for entry in sorted(folder.iterdir()):
+        if not _is_clip_name(entry.name) or entry.is_symlink() or not entry.is_file():
+            continue
+        if entry.resolve() in keep:
+            continue
+        try:
+            size = entry.lstat().st_size
+            entry.unlink()
+        except OSError as exc:
+            error = OSError(f"cannot remove {entry}, a clip the new manifest does not list ({exc})")
+            error.errno = exc.errno
+            raise error from exc
+        removed.append(_removed(output, RemovedPath(entry, size), "not in the new manifest"))
+    return removed
+
+
+def _removed(output: Path, removed: RemovedPath, reason: str) -> Removed:
+    return Removed(removed.path.relative_to(output).as_posix(), removed.bytes, reason)
 
 
 def _prepare_one(
@@ -233,7 +309,7 @@ def _prepare_one(
     except IngestError as exc:
         raise _Skip("unreadable", exc.reason) from exc
     fitted = fit_frames(frames, bucket.width, bucket.height)
-    media = f"{CLIPS_DIR}/{index:05d}_{source.path.stem}.mp4"
+    media = f"{CLIPS_DIR}/{clip_name(index, source.path.stem)}"
     write_mp4(output / media, fitted, fps=Fraction(probe.fps), crf=CLIP_CRF, odd_size="error")
     return ManifestRecord(
         media=media,

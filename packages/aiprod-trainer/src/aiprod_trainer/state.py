@@ -13,7 +13,9 @@ A checkpoint is a folder ``<run_dir>/checkpoints/step-00000100/``::
 Every ``.safetensors`` file goes through aiprod_core's atomic writer with a sha256 sidecar
 and is verified when read; nothing is unpickled. The folder itself is written as a
 temporary folder and renamed into place, so a run killed at any moment leaves either the
-whole checkpoint or none of it, and the previous ones intact.
+whole checkpoint or none of it, and the previous ones intact. What such a kill leaves
+behind (temporary folders and files, tens of GB for a large model) is deleted by
+:func:`remove_interrupted_writes` when the run is started again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import json
 import random
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,13 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from aiprod_core.atomic import atomic_folder, atomic_path, atomic_write_text
+from aiprod_core.atomic import (
+    RemovedPath,
+    atomic_folder,
+    atomic_path,
+    atomic_write_text,
+    remove_orphans,
+)
 from aiprod_core.checkpoints import (
     CheckpointError,
     file_sha256,
@@ -41,6 +49,7 @@ from aiprod_core.checkpoints import (
     write_sidecar,
 )
 from aiprod_core.checkpoints.header import build_metadata
+from aiprod_core.documents import read_document
 from aiprod_core.errors import AiprodError
 from aiprod_core.models import ModelConfig
 from aiprod_trainer.ema import ExponentialMovingAverage
@@ -53,7 +62,6 @@ EMA_FILE = "ema.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 _STEP_DIR = re.compile(r"step-(\d{8})")
-_PARTIAL = re.compile(r"\.step-\d{8}\.[0-9a-f]+\.tmp(\.old)?")
 _CHECKPOINT_FILES = re.compile(r"(state\.json|\w+\.safetensors(\.sha256)?)")
 
 
@@ -86,14 +94,50 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def remove_partial_checkpoints(run_dir: Path) -> list[Path]:
-    """Delete the temporary folders of checkpoints whose writing was interrupted."""
-    folder = Path(run_dir) / CHECKPOINTS_DIR
-    if not folder.is_dir():
-        return []
-    partial = [entry for entry in folder.iterdir() if _PARTIAL.fullmatch(entry.name)]
-    for path in partial:
-        shutil.rmtree(path, ignore_errors=True)
-    return partial
+    """Delete the temporary folders of checkpoints whose writing was interrupted.
+
+    Those are the folders a checkpoint is written into before it is renamed into place,
+    and the old folders a rewritten checkpoint moves aside; finished checkpoints stay.
+
+    Raises:
+        OSError: one of them cannot be deleted; the message names it.
+    """
+    return [removed.path for removed in _remove_partial_checkpoints(Path(run_dir))]
+
+
+def _remove_partial_checkpoints(run_dir: Path) -> list[RemovedPath]:
+    return remove_orphans(run_dir / CHECKPOINTS_DIR, _is_checkpoint_name)
+
+
+def _is_checkpoint_name(name: str) -> bool:
+    return _STEP_DIR.fullmatch(name) is not None
+
+
+def remove_interrupted_writes(
+    run_dir: Path, run_files: Collection[str], run_folders: Iterable[Path] = ()
+) -> list[RemovedPath]:
+    """Delete the temporary files and folders a run killed mid-write left behind.
+
+    Removed: in ``run_dir``, temporary copies of ``run_files`` (the names of the files the
+    run writes there, such as ``model.safetensors`` and its ``.sha256`` sidecar); in
+    ``checkpoints/``, unfinished checkpoint folders (see
+    :func:`remove_partial_checkpoints`); and in each of ``run_folders`` (folders only the
+    run writes into, such as its adapter folder), every temporary file or folder. Files
+    that are not the run's, hidden or not, stay. Call it from one process per run, before
+    it writes anything.
+
+    Returns:
+        What was deleted and the bytes each freed, in that order.
+
+    Raises:
+        OSError: something cannot be listed or deleted; the message names it.
+    """
+    run_dir = Path(run_dir)
+    removed = remove_orphans(run_dir, run_files)
+    removed.extend(_remove_partial_checkpoints(run_dir))
+    for folder in run_folders:
+        removed.extend(remove_orphans(folder, lambda _name: True))
+    return removed
 
 
 def prune_checkpoints(run_dir: Path, keep_last: int) -> list[Path]:
@@ -268,10 +312,7 @@ def _is_checkpoint_file(entry: Path) -> bool:
 
 
 def _read_state(path: Path) -> dict[str, Any]:
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResumeError(f"{path}: cannot be read as JSON ({exc})") from None
+    state = read_document(path, "json", error=ResumeError)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ResumeError(f"{path}: expected a training state of format {STATE_FORMAT}")
     return state

@@ -81,6 +81,7 @@ def test_clean_stop_and_resume_is_bit_identical(
     assert steps == expected
 
 
+@pytest.mark.fault("interrupted", guards_data=True)
 def test_sigkill_mid_run_then_resume_is_bit_identical(
     latent_cache: Path, write_config: Callable[..., Path]
 ) -> None:

@@ -125,6 +125,7 @@ def test_training_without_clipping_in_a_worker_thread(
     assert trainer.stop_signal is None
 
 
+@pytest.mark.fault("interrupted", guards_data=True)
 def test_metrics_lines_torn_by_a_kill_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "loss": 2.0}\n[1, 2]\n{"step": 2, "lo')

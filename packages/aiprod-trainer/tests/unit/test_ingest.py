@@ -7,6 +7,7 @@ encode (at least three), so the same code paths as for users' files are exercise
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -149,7 +150,7 @@ def test_corrupt_file_is_not_a_readable_video(tmp_path: Path) -> None:
         probe_video(junk)
     assert info.value.path == junk
     assert str(info.value).startswith(f"{junk}: ")
-    with pytest.raises(IngestError, match="decoding failed after 0 frames"):
+    with pytest.raises(IngestError, match="not a readable video"):
         decode_frames(junk, 1)
 
 
@@ -172,19 +173,92 @@ def test_avi_cut_in_half_fails_while_decoding(tmp_path: Path) -> None:
     whole = encode(tmp_path / "whole.avi", "mjpeg", "yuvj420p", stripes(12))
     half = cut_in_half(whole, tmp_path / "half.avi")
     assert probe_video(half).frames == 12  # the AVI header still claims every frame
-    with pytest.raises(IngestError, match=r"decoding failed after|expected 12 frames, decoded"):
+    with pytest.raises(
+        IngestError,
+        match=r"broken after frame \d+ of 12: |shorter than its container says: \d+ of 12 frames",
+    ):
         decode_frames(half, 12)
 
 
 def test_decoding_more_frames_than_the_file_holds_fails(tmp_path: Path) -> None:
     path = write_clip(tmp_path, "clip", count=6)
-    with pytest.raises(IngestError, match="truncated or corrupt; expected 7 frames, decoded 6"):
+    with pytest.raises(IngestError, match="too few frames: decoded 6, expected at least 7"):
         decode_frames(path, 7)
 
 
 def test_decode_rejects_a_non_positive_count(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="count: expected an integer > 0"):
         decode_frames(tmp_path / "any.mp4", 0)
+
+
+def x264_clip(path: Path, count: int = 48, *, faststart: bool = False) -> Path:
+    """An H.264 MP4 of ``count`` frames of noisy stripes (noise makes every frame's packet
+    large, so damage lands in the middle of the stream)."""
+    frames = stripes(count, width=64, height=48)
+    frames += np.random.default_rng(1).integers(0, 24, frames.shape, dtype=np.uint8)
+    with av.open(
+        str(path), mode="w", options={"movflags": "faststart"} if faststart else {}
+    ) as out:
+        stream = out.add_stream("libx264", rate=Fraction(12))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, 12)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def packet_ends(path: Path) -> list[int]:
+    """The file offsets where the video packets end, in file order."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        return sorted(packet.pos + packet.size for packet in container.demux(video) if packet.size)
+
+
+def damage_the_middle(source: Path, target: Path) -> Path:
+    """``source`` with 300 bytes of noise written over the middle of its media data."""
+    data = bytearray(source.read_bytes())
+    ends = packet_ends(source)
+    middle = ends[len(ends) // 2]
+    data[middle : middle + 300] = np.random.default_rng(3).bytes(300)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def cut_after_packet(source: Path, target: Path, packets: int) -> Path:
+    """``source`` cut cleanly after its first ``packets`` video packets (moov at the front)."""
+    target.write_bytes(source.read_bytes()[: packet_ends(source)[packets - 1]])
+    return target
+
+
+@pytest.mark.fault("videos")
+@pytest.mark.skipif(not has_encoder("libx264"), reason="needs the libx264 encoder")
+def test_a_clip_broken_after_the_frames_it_keeps_is_reported(tmp_path: Path) -> None:
+    broken = damage_the_middle(x264_clip(tmp_path / "whole.mp4"), tmp_path / "broken.mp4")
+    assert probe_video(broken).frames == 48  # the header still looks whole
+
+    with pytest.raises(IngestError) as info:
+        decode_frames(broken, 9)  # the first 9 frames decode fine
+
+    assert info.value.path == broken
+    match = re.fullmatch(r"broken (?:after|at) frame (\d+) of 48: .+", info.value.reason)
+    assert match is not None, info.value.reason
+    assert 9 < int(match.group(1)) < 48
+    assert decode_frames(tmp_path / "whole.mp4", 9).shape == (9, 48, 64, 3)
+
+
+@pytest.mark.fault("videos")
+@pytest.mark.skipif(not has_encoder("libx264"), reason="needs the libx264 encoder")
+def test_a_clip_shorter_than_its_container_says_is_reported(tmp_path: Path) -> None:
+    whole = x264_clip(tmp_path / "whole.mp4", faststart=True)
+    short = cut_after_packet(whole, tmp_path / "short.mp4", 30)
+    assert probe_video(short).frames == 48
+
+    with pytest.raises(IngestError) as info:
+        decode_frames(short, 9)
+
+    assert info.value.reason == "shorter than its container says: 30 of 48 frames"
 
 
 @pytest.mark.skipif(not has_encoder("aac"), reason="needs the aac encoder")
@@ -247,10 +321,11 @@ def test_decode_rejects_a_frame_size_change(
     path = tmp_path / "changing.mkv"
     path.write_bytes(b"")
     shapes = [(24, 32, 3), (24, 32, 3), (48, 64, 3)]
-    frames = [SimpleNamespace(to_ndarray=lambda format, shape=shape: np.zeros(shape, np.uint8))
+    frames = [SimpleNamespace(to_ndarray=lambda format, shape=shape: np.zeros(shape, np.uint8),
+                              is_corrupt=False)
               for shape in shapes]  # fmt: skip
     container = SimpleNamespace(
-        streams=SimpleNamespace(video=["stream"]),
+        streams=SimpleNamespace(video=[SimpleNamespace(frames=3)]),
         decode=lambda _stream: iter(frames),
     )
 
@@ -508,7 +583,30 @@ def test_prepare_reports_a_file_that_fails_while_decoding(tmp_path: Path) -> Non
 
     assert report.prepared == []
     assert [(s.media, s.kind) for s in report.skipped] == [("half.avi", "unreadable")]
-    assert report.skipped[0].reason.startswith(("decoding failed after", "truncated or corrupt"))
+    assert report.skipped[0].reason.startswith(("broken after frame", "shorter than its"))
+
+
+@pytest.mark.fault("videos")
+@pytest.mark.skipif(not has_encoder("libx264"), reason="needs the libx264 encoder")
+def test_prepare_skips_clips_broken_or_cut_after_the_frames_a_bucket_needs(
+    tmp_path: Path,
+) -> None:
+    whole = x264_clip(tmp_path / "whole.mp4", faststart=True)
+    broken = damage_the_middle(whole, tmp_path / "broken.mp4")
+    short = cut_after_packet(whole, tmp_path / "short.mp4", 30)
+    sources = [Source(path, f"clip {path.stem}", path.name) for path in (whole, broken, short)]
+
+    report = prepare_dataset(sources, tmp_path / "out", [Bucket(64, 48, 9)])
+
+    assert [record.caption for record in report.prepared] == ["clip whole"]
+    problems = {skipped.media: skipped for skipped in report.skipped}
+    assert set(problems) == {"broken.mp4", "short.mp4"}
+    assert {skipped.kind for skipped in report.skipped} == {"unreadable"}
+    assert re.fullmatch(r"broken (after|at) frame \d+ of 48: .+", problems["broken.mp4"].reason)
+    assert re.fullmatch(
+        r"shorter than its container says: \d+ of 48 frames", problems["short.mp4"].reason
+    )
+    assert [p.name for p in (tmp_path / "out" / "clips").iterdir()] == ["00000_whole.mp4"]
 
 
 def test_prepare_rejects_odd_buckets_before_reading(tmp_path: Path) -> None:

@@ -185,7 +185,7 @@ def test_refusals(tmp_path: Path) -> None:
         load_training_state(plain, module=module, optimizer=optimizer, ema=None)
 
     (plain / "state.json").write_text("{")
-    with pytest.raises(ResumeError, match=r"state.json: cannot be read as JSON"):
+    with pytest.raises(ResumeError, match=r"state.json: invalid JSON at line 1"):
         load_training_state(plain, module=module, optimizer=optimizer, ema=None)
     (plain / "state.json").write_text('{"format": 99}')
     with pytest.raises(ResumeError, match=r"state.json: expected a training state of format 1"):
