@@ -97,6 +97,7 @@ def test_the_schema_lists_exactly_the_served_operations(
     assert served == set(OPERATIONS)
 
 
+@pytest.mark.fault("server")
 @pytest.mark.parametrize(
     ("method", "path", "mode"), CASES, ids=[f"{m} {p} {g.value}" for m, p, g in CASES]
 )

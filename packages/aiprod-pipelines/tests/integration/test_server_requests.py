@@ -55,6 +55,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live.stop()
 
 
+@pytest.mark.fault("server")
 @pytest.mark.parametrize(
     ("headers", "error"),
     [
@@ -130,6 +131,7 @@ def test_without_a_token_nothing_needs_one(tmp_path: Path) -> None:
         live.stop()
 
 
+@pytest.mark.fault("server")
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
@@ -166,6 +168,7 @@ def test_invalid_requests_get_422_naming_the_field(
     assert body["errors"][0]["field"] == field
 
 
+@pytest.mark.fault("server")
 @pytest.mark.parametrize("missing", ["prompt", "width", "height", "frames"])
 def test_missing_required_fields_are_named(secured: LiveServer, missing: str) -> None:
     body = {key: value for key, value in VALID.items() if key != missing}
@@ -175,6 +178,7 @@ def test_missing_required_fields_are_named(secured: LiveServer, missing: str) ->
     assert answer.json()["detail"] == f"{missing}: Field required"
 
 
+@pytest.mark.fault("server")
 @pytest.mark.parametrize(
     ("content", "headers"),
     [

@@ -95,3 +95,55 @@ def test_success_prints_summary_or_json(
     assert capsys.readouterr().out == "wrote out.mp4 (9 frames, 64x48, 24 fps) in 3.2 s\n"
     assert main(["p", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["frames"] == 9
+
+
+@pytest.fixture
+def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if ``aiprod-generate`` gets as far as loading a model."""
+
+    def load_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(command, "load_model", load_model)
+
+
+@pytest.mark.fault("cli")
+@pytest.mark.usefixtures("no_model_load")
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("/proc/x.mp4", "-o/--output /proc/x.mp4: cannot write in /proc ("),
+        ("/proc/sub/x.mp4", "-o/--output /proc/sub/x.mp4: cannot create a folder in /proc ("),
+        ("{file}/x.mp4", "-o/--output {file}/x.mp4: {file} exists and is not a folder"),
+        ("{file}/a/x.gif", "-o/--output {file}/a/x.gif: {file} exists and is not a folder"),
+        ("clip.txt", "-o/--output clip.txt: unsupported suffix '.txt'"),
+    ],
+)
+def test_a_bad_output_path_exits_2_before_the_model_is_loaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], output: str, expected: str
+) -> None:
+    file = tmp_path / "README.md"
+    file.write_text("a file, not a folder")
+    argv = ["a red circle", "-o", output.format(file=file), "--random-weights", "--preset", "tiny"]
+
+    assert main([*argv, "--device", "cpu", "--width", "32", "--height", "32"]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: " + expected.format(file=file))
+    assert captured.err.count("\n") == 1
+    assert "format=" not in captured.err
+    assert "RANDOM" not in captured.err  # stopped before the model was even chosen
+    assert file.read_text() == "a file, not a folder"
+
+
+@pytest.mark.fault("cli")
+@pytest.mark.usefixtures("no_model_load")
+def test_an_unknown_suffix_points_to_the_format_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["a red circle", "-o", "clip.webm", "--random-weights"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: -o/--output clip.webm: unsupported suffix '.webm'; expected .mp4, .gif, or a "
+        "path without a suffix for a folder of PNG frames, or choose the format with --format "
+        "(mp4, gif, png)\n"
+    )

@@ -36,9 +36,9 @@ def test_default_output_is_named_after_prompt_and_seed(prompt: str, name: str) -
 
 
 def test_default_output_follows_format() -> None:
-    assert choose(None) == OutputTarget(Path("outs/a-cat-seed3.mp4"), "mp4")
-    assert choose(None, "gif") == OutputTarget(Path("outs/a-cat-seed3.gif"), "gif")
-    assert choose(None, "png") == OutputTarget(Path("outs/a-cat-seed3"), "png")
+    assert choose(None) == OutputTarget(Path("outs/a-cat-seed3.mp4"), "mp4", default=True)
+    assert choose(None, "gif") == OutputTarget(Path("outs/a-cat-seed3.gif"), "gif", default=True)
+    assert choose(None, "png") == OutputTarget(Path("outs/a-cat-seed3"), "png", default=True)
 
 
 @pytest.mark.parametrize(
@@ -59,13 +59,16 @@ def test_format_from_suffix_or_flag(output: str, format: str | None, expected: s
     assert choose(Path(output), format) == OutputTarget(Path(output), expected)
 
 
-def test_unsupported_suffix_names_the_path_and_the_choices() -> None:
+@pytest.mark.fault("cli")
+def test_unsupported_suffix_names_the_flags_and_the_choices() -> None:
     with pytest.raises(OutputError) as raised:
         choose(Path("clip.avi"))
 
-    message = str(raised.value)
-    assert message.startswith("-o clip.avi: cannot write clip.avi: unsupported suffix '.avi'")
-    assert ".mp4, .gif" in message
+    assert str(raised.value) == (
+        "-o/--output clip.avi: unsupported suffix '.avi'; expected .mp4, .gif, or a path "
+        "without a suffix for a folder of PNG frames, or choose the format with --format "
+        "(mp4, gif, png)"
+    )
 
 
 def test_suffix_contradicting_format_is_refused() -> None:
@@ -75,6 +78,62 @@ def test_suffix_contradicting_format_is_refused() -> None:
 
 def test_missing_output_passes_the_check(tmp_path: Path) -> None:
     check_output(OutputTarget(tmp_path / "new" / "a.mp4", "mp4"), fps=24, overwrite=False)
+
+
+@pytest.mark.fault("files", guards_data=True)
+@pytest.mark.parametrize("output", ["a.mp4", "new/deeper/a.mp4", "frames"])
+def test_the_folder_probe_leaves_nothing_behind(tmp_path: Path, output: str) -> None:
+    (tmp_path / "kept.txt").write_text("kept")
+    target = OutputTarget(tmp_path / output, "png" if output == "frames" else "mp4")
+    check_output(target, fps=24, overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt"]
+    assert (tmp_path / "kept.txt").read_text() == "kept"
+
+
+@pytest.mark.fault("files")
+@pytest.mark.parametrize("below", ["x.mp4", "sub/x.mp4"])
+def test_a_file_where_the_folder_should_be_is_refused(tmp_path: Path, below: str) -> None:
+    file = tmp_path / "README.md"
+    file.write_text("not a folder")
+    output = file / below
+
+    with pytest.raises(OutputError) as raised:
+        check_output(OutputTarget(output, "mp4"), fps=24, overwrite=False)
+
+    assert str(raised.value) == (
+        f"-o/--output {output}: {file} exists and is not a folder; choose an output path "
+        "inside a folder"
+    )
+    assert file.read_text() == "not a folder"
+
+
+@pytest.mark.fault("files")
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize(
+    ("output", "action"), [("/proc/x.mp4", "write"), ("/proc/a/b/x.mp4", "create a folder")]
+)
+def test_a_folder_that_cannot_be_written_is_refused(output: str, action: str) -> None:
+    with pytest.raises(OutputError) as raised:
+        check_output(OutputTarget(Path(output), "mp4"), fps=24, overwrite=False)
+
+    message = str(raised.value)
+    assert message.startswith(f"-o/--output {output}: cannot {action} in /proc (")
+    assert message.endswith("); choose a writable folder")
+
+
+@pytest.mark.fault("files")
+def test_the_default_output_is_named_as_such(tmp_path: Path) -> None:
+    file = tmp_path / "outputs"
+    file.write_text("a file where paths.outputs should be")
+    target = choose_output(None, None, outputs_folder=file, prompt="a cat", seed=1)
+
+    with pytest.raises(OutputError) as raised:
+        check_output(target, fps=24, overwrite=False)
+
+    assert str(raised.value).startswith(
+        f"the default output {file / 'a-cat-seed1.mp4'} (in paths.outputs; choose one with "
+        f"-o/--output): {file} exists and is not a folder"
+    )
 
 
 @pytest.mark.parametrize("format", ["mp4", "gif", "png"])

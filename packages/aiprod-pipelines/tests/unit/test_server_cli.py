@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,20 +69,27 @@ class RecordingServer:
     """Stands in for the CLI's uvicorn server: records its config instead of serving."""
 
     instances: ClassVar[list[RecordingServer]] = []
+    fail: ClassVar[bool] = False
     stopped_by: str | None = None
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, on_force: Any = None) -> None:
         self.config = config
+        self.on_force = on_force
         self.started = False
+        self.sockets: list[socket.socket] = []
+        self.bound: list[tuple[str, int]] = []
         RecordingServer.instances.append(self)
 
-    def run(self) -> None:
-        self.started = self.config.host != "fail"
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        self.sockets = list(sockets or [])
+        self.bound = [sock.getsockname()[:2] for sock in self.sockets]
+        self.started = not RecordingServer.fail
 
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[RecordingServer]:
     RecordingServer.instances = []
+    monkeypatch.setattr(RecordingServer, "fail", False)
     monkeypatch.setattr(cli, "GracefulServer", RecordingServer)
     return RecordingServer.instances
 
@@ -100,9 +108,15 @@ def test_help_lists_the_flags_and_examples(capsys: pytest.CaptureFixture[str]) -
         "--port",
         "--device",
         "--env",
+        "--shutdown-grace",
     ):
         assert flag in text
     assert "examples:" in text
+    assert "exit status:" in text
+    for status in ("0 stopped cleanly", "1 the server could not start", "2 bad arguments"):
+        assert status in text
+    assert "the address cannot be listened on" in text
+    assert "3 stopped, but a generation or model load was still running" in text
 
 
 @pytest.mark.parametrize(
@@ -185,8 +199,61 @@ def test_flags_and_environment_override_the_config(
     assert any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
 
 
-def test_a_server_that_cannot_start_exits_1(config_dir: Path, recorded: list[Any]) -> None:
-    assert cli.main(["--random-weights", "--host", "fail"]) == 1
+def test_a_server_that_cannot_start_exits_1(
+    config_dir: Path, recorded: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(RecordingServer, "fail", True)
+    assert cli.main(["--random-weights", "--port", "0"]) == 1
+
+
+def test_the_server_is_handed_the_bound_socket_and_announces_its_port(
+    config_dir: Path, capsys: pytest.CaptureFixture[str], recorded: list[RecordingServer]
+) -> None:
+    assert cli.main(["--random-weights", "--port", "0"]) == 0
+    (server,) = recorded
+    (listener,) = server.sockets
+    port = server.config.port
+    assert port != 0
+    assert server.bound == [("127.0.0.1", port)]
+    assert f"on http://127.0.0.1:{port} " in capsys.readouterr().err
+    assert server.on_force == server.config.app.state.server.hurry
+    assert listener.fileno() == -1  # closed once the server stopped
+
+
+@pytest.mark.fault("server")
+def test_a_port_in_use_is_one_line_exit_2_before_the_model_is_announced(
+    config_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    recorded: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_load(self: Any) -> None:
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(cli.PipelineVideoGenerator, "load", no_load)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["--random-weights", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"aiprod-serve: error: cannot listen on 127.0.0.1:{port}: address already in use; "
+        "choose another port with --port or AIPROD_SERVING__PORT (serving.port in config)\n"
+    )
+    assert recorded == []
+
+
+@pytest.mark.fault("server")
+def test_an_address_not_on_this_machine_names_the_host_flag(
+    config_dir: Path, capsys: pytest.CaptureFixture[str], recorded: list[Any]
+) -> None:
+    assert cli.main(["--random-weights", "--host", "192.0.2.1", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aiprod-serve: error: cannot listen on 192.0.2.1:0: ")
+    assert "--host or AIPROD_SERVING__HOST" in err
+    assert err.count("\n") == 1
+    assert recorded == []
 
 
 def test_a_real_start_answers_and_stops_cleanly(
@@ -195,8 +262,8 @@ def test_a_real_start_answers_and_stops_cleanly(
     servers: list[uvicorn.Server] = []
 
     class Captured(cli.GracefulServer):
-        def __init__(self, config: uvicorn.Config) -> None:
-            super().__init__(config)
+        def __init__(self, config: uvicorn.Config, on_force: Any = None) -> None:
+            super().__init__(config, on_force)
             servers.append(self)
 
     monkeypatch.setattr(cli, "GracefulServer", Captured)
@@ -233,7 +300,11 @@ def test_graceful_server_stops_on_first_signal_and_forces_on_second() -> None:
 
     from aiprod_pipelines.server.cli import GracefulServer
 
-    server = GracefulServer(uvicorn.Config(app=lambda scope, receive, send: None))
+    forced: list[bool] = []
+    server = GracefulServer(
+        uvicorn.Config(app=lambda scope, receive, send: None),
+        on_force=lambda: forced.append(True),
+    )
     with server.capture_signals():
         assert signal.getsignal(signal.SIGTERM) == server._on_signal
         server._on_signal(signal.SIGTERM, None)
@@ -242,8 +313,10 @@ def test_graceful_server_stops_on_first_signal_and_forces_on_second() -> None:
             False,
             "SIGTERM",
         )
+        assert forced == []
         server._on_signal(signal.SIGINT, None)
         assert server.force_exit is True
+        assert forced == [True]
     assert signal.getsignal(signal.SIGTERM) != server._on_signal
 
     seen: list[bool] = []
@@ -256,3 +329,19 @@ def test_graceful_server_stops_on_first_signal_and_forces_on_second() -> None:
     thread.start()
     thread.join(timeout=10)
     assert seen == [True]
+
+
+@pytest.mark.fault("server")
+def test_an_unwritable_videos_folder_is_one_line_exit_2_before_the_model_loads(
+    config_dir: Path, capsys: pytest.CaptureFixture[str], recorded: list[Any]
+) -> None:
+    blocker = config_dir.parent / "outputs"
+    blocker.write_text("a file where the outputs folder should be\n")
+    assert cli.main(["--random-weights", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aiprod-serve: error: videos folder ")
+    assert "(paths.outputs in config, or AIPROD_PATHS__OUTPUTS)" in err
+    assert f"{blocker} exists and is not a folder" in err
+    assert err.count("\n") == 1
+    assert recorded == []
+    assert blocker.read_text() == "a file where the outputs folder should be\n"

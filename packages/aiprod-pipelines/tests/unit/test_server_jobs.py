@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -211,25 +213,94 @@ def test_shutdown_fails_queued_jobs_and_refuses_new_ones(tmp_path: Path) -> None
     assert jobs.live_workers() == 0
 
 
+class Late(SyntheticVideoGenerator):
+    """Ignores cancellation: blocks without reporting progress, then returns frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def generate(self, request: VideoRequest, progress_callback: Any) -> np.ndarray:
+        assert self.release.wait(WAIT_S)
+        return super().generate(request, lambda step, total: None)
+
+
+class Endless(SyntheticVideoGenerator):
+    """Reports a step every few milliseconds and never finishes on its own."""
+
+    def generate(self, request: VideoRequest, progress_callback: Any) -> np.ndarray:
+        step = 0
+        while True:
+            step += 1
+            time.sleep(0.005)
+            progress_callback(step, step + 1)
+
+
 def test_a_video_finished_after_the_grace_period_is_discarded(tmp_path: Path) -> None:
-    release = threading.Event()
-
-    class Late(SyntheticVideoGenerator):
-        """Ignores cancellation: blocks without reporting progress, then returns frames."""
-
-        def generate(self, request: VideoRequest, progress_callback: Any) -> np.ndarray:
-            assert release.wait(WAIT_S)
-            return super().generate(request, lambda step, total: None)
-
-    jobs = manager(tmp_path, Late())
+    generator = Late()
+    jobs = manager(tmp_path, generator)
     job = jobs.submit(REQUEST)
     jobs.start()
     wait_status(jobs, job.id, "running")
-    jobs.shutdown(0.05)
+    assert jobs.shutdown(0.05, cancel_wait_seconds=0.05) == ["aiprod-worker-0"]
     failed = jobs.get(job.id)
     assert failed.status == "failed"
     assert "grace period" in failed.error
-    release.set()
+    generator.release.set()
     assert wait_until(lambda: jobs.live_workers() == 0, WAIT_S)
     assert jobs.get(job.id).status == "failed"
     assert list((tmp_path / "server").glob("*.mp4")) == []
+
+
+@pytest.mark.fault("threads")
+def test_shutdown_cancels_a_running_job_and_joins_its_worker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    jobs = manager(tmp_path, Endless())
+    job = jobs.submit(REQUEST)
+    jobs.start()
+    assert wait_until(lambda: jobs.get(job.id).progress > 0, WAIT_S)
+    with caplog.at_level(logging.WARNING, logger="aiprod_pipelines.server.jobs"):
+        assert jobs.shutdown(0.05) == []
+    assert jobs.live_workers() == 0
+    failed = jobs.get(job.id)
+    reason = f"{SHUTTING_DOWN}: generation did not finish within the 0.05 s grace period"
+    assert (failed.status, failed.error) == ("failed", reason)
+    assert f"running job {job.id} marked failed: {reason}" in caplog.text
+    assert list((tmp_path / "server").glob("*.mp4")) == []
+
+
+@pytest.mark.fault("threads")
+def test_a_worker_that_ignores_the_cancel_is_reported_after_a_bounded_wait(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    generator = Late()
+    jobs = manager(tmp_path, generator)
+    job = jobs.submit(REQUEST)
+    jobs.start()
+    wait_status(jobs, job.id, "running")
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="aiprod_pipelines.server.jobs"):
+        assert jobs.shutdown(0.05, cancel_wait_seconds=0.2) == ["aiprod-worker-0"]
+    assert 0.2 <= time.monotonic() - started < WAIT_S
+    assert "aiprod-worker-0 still inside the generator 0.2 s after its job was cancelled" in (
+        caplog.text
+    )
+    generator.release.set()
+    assert wait_until(lambda: jobs.live_workers() == 0, WAIT_S)
+
+
+@pytest.mark.fault("threads")
+def test_hurry_ends_the_shutdown_waits(tmp_path: Path) -> None:
+    generator = Late()
+    jobs = manager(tmp_path, generator)
+    job = jobs.submit(REQUEST)
+    jobs.start()
+    wait_status(jobs, job.id, "running")
+    threading.Timer(0.1, jobs.hurry).start()
+    started = time.monotonic()
+    assert jobs.shutdown(WAIT_S, cancel_wait_seconds=WAIT_S) == ["aiprod-worker-0"]
+    assert time.monotonic() - started < WAIT_S / 2
+    assert jobs.get(job.id).status == "failed"
+    generator.release.set()
+    assert wait_until(lambda: jobs.live_workers() == 0, WAIT_S)

@@ -2,12 +2,16 @@
 
 The output is checked before any model is loaded, so a bad path costs nothing: its format
 (from ``--format`` or the suffix), whether something is already there (kept unless
-``--overwrite``), and whether the frame rate suits the format.
+``--overwrite``), whether the frame rate suits the format, and whether its folder can be
+created and written (tried with a hidden probe that is removed at once).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -15,13 +19,20 @@ from typing import Any
 
 from aiprod_core.errors import AiprodError
 from aiprod_pipelines.video_io import VideoIOError, write_video
-from aiprod_pipelines.video_io.formats import FRAME_NAME_PATTERN, resolve_write_format
+from aiprod_pipelines.video_io.formats import (
+    FRAME_NAME_PATTERN,
+    WRITE_FORMATS,
+    resolve_write_format,
+)
 from aiprod_pipelines.video_io.writers import frame_rate, gif_delay_ms
 
 #: File suffix of each output format; PNG frames go to a folder without one.
 SUFFIXES = {"mp4": ".mp4", "gif": ".gif", "png": ""}
 #: Longest prompt-derived stem of a default output name.
 MAX_STEM = 48
+#: Name prefix of the probe that checks an output folder is writable (removed at once).
+PROBE_PREFIX = ".aiprod-write-check-"
+OUTPUT_FLAG = "-o/--output"
 
 
 class OutputError(AiprodError):
@@ -30,10 +41,20 @@ class OutputError(AiprodError):
 
 @dataclass(frozen=True)
 class OutputTarget:
-    """A checked output: the path to write and its format (``mp4``, ``gif`` or ``png``)."""
+    """A checked output: the path to write, its format (``mp4``, ``gif`` or ``png``), and
+    whether it is the default output (no ``-o``) rather than the one given with ``-o``."""
 
     path: Path
     format: str
+    default: bool = False
+
+    @property
+    def label(self) -> str:
+        """How error messages name the output: the flag that chose it, or the default."""
+        if self.default:
+            where = f"in paths.outputs; choose one with {OUTPUT_FLAG}"
+            return f"the default output {self.path} ({where})"
+        return f"{OUTPUT_FLAG} {self.path}"
 
 
 def default_output(folder: Path, prompt: str, seed: int, format: str) -> Path:
@@ -53,22 +74,28 @@ def choose_output(
     """
     if output is None:
         chosen = format or "mp4"
-        return OutputTarget(default_output(outputs_folder, prompt, seed, chosen), chosen)
+        path = default_output(outputs_folder, prompt, seed, chosen)
+        return OutputTarget(path, chosen, default=True)
     known_suffix = output.suffix.lower().removeprefix(".")
     if format is not None and known_suffix in SUFFIXES and known_suffix != format:
         raise OutputError(
-            f"-o {output}: the suffix {output.suffix!r} says {known_suffix} but --format is "
-            f"{format}; change one of them"
+            f"{OUTPUT_FLAG} {output}: the suffix {output.suffix!r} says {known_suffix} but "
+            f"--format is {format}; change one of them"
         )
     try:
         chosen = resolve_write_format(output, format)
-    except VideoIOError as exc:
-        raise OutputError(f"-o {output}: {exc}") from None
+    except VideoIOError:
+        raise OutputError(
+            f"{OUTPUT_FLAG} {output}: unsupported suffix {output.suffix!r}; expected .mp4, "
+            ".gif, or a path without a suffix for a folder of PNG frames, or choose the "
+            f"format with --format ({', '.join(WRITE_FORMATS)})"
+        ) from None
     return OutputTarget(output, chosen)
 
 
 def check_output(target: OutputTarget, *, fps: int, overwrite: bool) -> None:
-    """Refuse an output that exists (unless ``overwrite``), has the wrong kind, or fps it cannot store.
+    """Refuse an output that exists (unless ``overwrite``), has the wrong kind, fps it
+    cannot store, or a folder that cannot be created or written.
 
     Raises:
         OutputError: naming the path and what to do instead.
@@ -79,8 +106,53 @@ def check_output(target: OutputTarget, *, fps: int, overwrite: bool) -> None:
             gif_delay_ms(frame_rate(fps, path), path)
         except VideoIOError as exc:
             raise OutputError(f"--fps {fps}: {exc}") from None
-    if not (path.exists() or path.is_symlink()):
-        return
+    if path.exists() or path.is_symlink():
+        _check_existing(target, overwrite=overwrite)
+    check_folder(target)
+
+
+def check_folder(target: OutputTarget) -> None:
+    """Refuse an output whose folder cannot be created, or written once it exists.
+
+    Raises:
+        OutputError: naming the output flag, the folder and what went wrong.
+    """
+    problem = folder_problem(target.path.parent)
+    if problem is not None:
+        raise OutputError(f"{target.label}: {problem}")
+
+
+def folder_problem(wanted: Path) -> str | None:
+    """Why files cannot be written in ``wanted`` (created if need be); None when they can.
+
+    The nearest existing ancestor of ``wanted`` must be a folder in which a file (``wanted``
+    exists) or a folder (it is to be created) can be made: a hidden probe is created there
+    and removed at once, which also catches read-only and virtual file systems (``/proc``)
+    that permission bits do not show.
+    """
+    folder = wanted
+    while not os.path.lexists(folder) and folder.parent != folder:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} exists and is not a folder; choose an output path inside a folder"
+    creating = folder != wanted
+    try:
+        if creating:
+            Path(tempfile.mkdtemp(prefix=PROBE_PREFIX, dir=folder)).rmdir()
+        else:
+            handle, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=folder)
+            os.close(handle)
+            with contextlib.suppress(OSError):
+                Path(probe).unlink()
+    except OSError as exc:
+        action = "create a folder" if creating else "write"
+        return f"cannot {action} in {folder} ({exc.strerror or exc}); choose a writable folder"
+    return None
+
+
+def _check_existing(target: OutputTarget, *, overwrite: bool) -> None:
+    """Refuse replacing ``target`` unless ``overwrite`` and it is the right kind of thing."""
+    path = target.path
     if not overwrite:
         raise OutputError(
             f"{path} already exists; pass --overwrite to replace it or choose another -o"
@@ -102,7 +174,8 @@ def write_output(target: OutputTarget, frames: Any, *, fps: int, overwrite: bool
     """Write ``frames`` (uint8 ``(T, H, W, 3)``) atomically, checking the target once more.
 
     Raises:
-        OutputError: the target appeared while generating and ``overwrite`` is off.
+        OutputError: the target appeared while generating and ``overwrite`` is off, or
+            its folder can no longer be written.
         VideoIOError: the write failed (the target is left as it was).
     """
     check_output(target, fps=fps, overwrite=overwrite)

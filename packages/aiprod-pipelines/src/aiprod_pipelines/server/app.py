@@ -4,7 +4,8 @@
 
 The model loads in a background thread when the app starts (``/readyz`` answers 503
 until it is loaded); jobs run on worker threads; when the app stops, queued jobs are
-marked failed and a running one gets ``settings.shutdown_grace_seconds`` to finish.
+marked failed, a running one gets ``settings.shutdown_grace_seconds`` to finish before it
+is cancelled, and the worker and loader threads are joined (:meth:`ServerState.stop`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aiprod_pipelines.server import jobs as job_queue
 from aiprod_pipelines.server.auth import BearerAuthMiddleware
 from aiprod_pipelines.server.generator import InvalidVideoRequest, VideoGenerator
 from aiprod_pipelines.server.jobs import (
@@ -32,6 +36,8 @@ from aiprod_pipelines.server.jobs import (
     ShuttingDownError,
     iso,
 )
+from aiprod_pipelines.server.limits import BodyLimitMiddleware
+from aiprod_pipelines.server.loading import THREAD_NAME as LOADER_THREAD
 from aiprod_pipelines.server.loading import ModelLoader
 from aiprod_pipelines.server.metrics import MetricsMiddleware, ServerMetrics
 from aiprod_pipelines.server.openapi import RESPONSES, install_openapi
@@ -75,6 +81,31 @@ class ServerState:
         )
         self.metrics.track_jobs(self.jobs.counts, self.jobs.queue_depth)
         self.loader = ModelLoader(generator, on_ready=self.jobs.start)
+        #: Threads still running after :meth:`stop` (None until it ran; empty when clean).
+        self.unfinished: list[str] | None = None
+        self._hurry = threading.Event()
+
+    def hurry(self) -> None:
+        """Make a shutdown in progress (or to come) stop waiting: a forced stop."""
+        self._hurry.set()
+        self.jobs.hurry()
+
+    def stop(self) -> list[str]:
+        """Stop the jobs, then join the worker and loader threads; the names still running.
+
+        Bounded: ``shutdown_grace_seconds`` for a running job to finish, then
+        :data:`~aiprod_pipelines.server.jobs.CANCEL_WAIT_S` for the cancelled job to reach
+        its next step; a model still loading gets the same total. :meth:`hurry` ends the
+        waits. The result is also kept in :attr:`unfinished`.
+        """
+        grace = self.settings.shutdown_grace_seconds
+        cancel_wait = job_queue.CANCEL_WAIT_S
+        deadline = time.monotonic() + max(grace, 0.0) + cancel_wait
+        unfinished = self.jobs.shutdown(grace, cancel_wait)
+        if not self.loader.wait(deadline - time.monotonic(), self._hurry):
+            unfinished.append(LOADER_THREAD)
+        self.unfinished = unfinished
+        return unfinished
 
 
 def _error(code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -116,9 +147,10 @@ def create_app(settings: ServerSettings, generator: VideoGenerator) -> FastAPI:
             yield
         finally:
             logger.info(
-                "shutting down: waiting up to %gs for running jobs", settings.shutdown_grace_seconds
+                "shutting down: a running job gets up to %gs to finish, then is cancelled",
+                settings.shutdown_grace_seconds,
             )
-            await asyncio.to_thread(state.jobs.shutdown, settings.shutdown_grace_seconds)
+            await asyncio.to_thread(state.stop)
 
     app = FastAPI(
         title=settings.title,
@@ -129,6 +161,7 @@ def create_app(settings: ServerSettings, generator: VideoGenerator) -> FastAPI:
     app.state.server = state
     _add_routes(app, state, request_model(settings.serving))
     _add_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware)
     if settings.api_token:
         app.add_middleware(
             BearerAuthMiddleware, token=settings.api_token, open_paths=settings.open_paths

@@ -1,27 +1,45 @@
-"""``aiprod-serve``: run the AIPROD HTTP server (FastAPI on uvicorn)."""
+"""``aiprod-serve``: run the AIPROD HTTP server (FastAPI on uvicorn).
+
+Before anything is announced or loaded it checks the configuration, the weights and the
+address (the port is bound here and handed to uvicorn). On SIGINT/SIGTERM it stops taking
+jobs, lets a running job finish within ``--shutdown-grace``, cancels it otherwise, and
+joins its worker and loader threads before exiting; the exit statuses are in ``--help``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
+import os
 import signal
+import socket
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 import uvicorn
 
-from aiprod_core.config import api_token, load_config
+from aiprod_core.config import AiprodConfig, api_token, load_config
 from aiprod_core.errors import AiprodError
-from aiprod_pipelines.server.app import create_app
-from aiprod_pipelines.server.generator import PipelineVideoGenerator
+from aiprod_pipelines.cli.outputs import folder_problem
+from aiprod_pipelines.server import jobs as job_queue
+from aiprod_pipelines.server.app import ServerState, create_app
+from aiprod_pipelines.server.generator import PipelineVideoGenerator, ServerSetupError
+from aiprod_pipelines.server.listener import open_listener
 from aiprod_pipelines.server.logs import configure_logging
 from aiprod_pipelines.server.settings import DEFAULT_SHUTDOWN_GRACE_S, ServerSettings
 
 PROG = "aiprod-serve"
+#: Exit statuses (listed in ``--help``).
+EXIT_STOPPED = 0
+EXIT_NOT_STARTED = 1
+EXIT_USAGE = 2
+EXIT_THREADS_LEFT = 3
 #: The distribution that installs the ``aiprod-serve`` command (``--version``).
 DISTRIBUTION = "aiprod-pipelines"
 EXAMPLES = """examples:
@@ -32,6 +50,19 @@ EXAMPLES = """examples:
   AIPROD_API_TOKEN=... aiprod-serve --env production --open-path /readyz
 
 The API is described at /docs and /openapi.json once the server runs.
+
+shutdown:
+  On SIGINT or SIGTERM queued jobs are marked failed and a running job gets
+  --shutdown-grace seconds to finish; after that it is cancelled at its next denoising
+  step (up to {cancel_wait:g} s more) and marked failed. A model still loading gets the
+  same total. A second signal stops waiting.
+
+exit status:
+  0 stopped cleanly after SIGINT/SIGTERM
+  1 the server could not start (see the log)
+  2 bad arguments or configuration, missing weights, or the address cannot be listened on
+  3 stopped, but a generation or model load was still running after those waits; the
+    process exits without waiting for it
 """
 
 
@@ -47,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Serve AIPROD text-to-video generation over HTTP (see /docs once running).",
-        epilog=EXAMPLES,
+        epilog=EXAMPLES.format(cancel_wait=job_queue.CANCEL_WAIT_S),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=version_text())
@@ -72,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         type=float,
         default=DEFAULT_SHUTDOWN_GRACE_S,
-        help="how long a running job may finish on shutdown (default: %(default)g)",
+        help="how long a running job may finish on shutdown before it is cancelled "
+        "(default: %(default)g)",
     )
     server.add_argument(
         "--open-path",
@@ -85,7 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server until interrupted; 0 after a clean stop, 1 if it could not start, 2 on bad input."""
+    """Run the server until interrupted; the exit status as ``--help`` lists it.
+
+    0 after a clean stop, 1 if it could not start, 2 on bad input (the address included),
+    3 when a thread was still inside the model after the shutdown waits: the process then
+    exits at once (``os._exit``), as finalising the interpreter around such a thread would
+    abort it.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.port is not None and not 0 <= args.port <= 65535:
@@ -106,17 +144,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
         )
         generator.check()
+        check_videos_folder(config)
+        host = args.host or config.serving.host
+        listener = open_listener(host, config.serving.port if args.port is None else args.port)
     except AiprodError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    with listener:
+        return _serve(args, config, generator, host, listener)
+
+
+def check_videos_folder(config: AiprodConfig) -> None:
+    """Refuse to start when the server's videos folder cannot be created or written."""
+    folder = ServerSettings.videos_folder(config)
+    problem = folder_problem(folder)
+    if problem is not None:
+        raise ServerSetupError(
+            f"videos folder {folder} (paths.outputs in config, or AIPROD_PATHS__OUTPUTS): {problem}"
+        )
+
+
+def _serve(
+    args: argparse.Namespace,
+    config: AiprodConfig,
+    generator: PipelineVideoGenerator,
+    host: str,
+    listener: socket.socket,
+) -> int:
+    """Serve on ``listener`` until a signal stops the server; the exit status."""
+    port = listener.getsockname()[1]
     settings = ServerSettings.from_config(
         config,
         api_token=api_token(),
         shutdown_grace_seconds=args.shutdown_grace,
         open_paths=frozenset(args.open_path),
     )
-    host = args.host or config.serving.host
-    port = config.serving.port if args.port is None else args.port
     configure_logging(config.logging)
     if generator.random_weights:
         print(
@@ -131,13 +193,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     app = create_app(settings, generator)
+    state: ServerState = app.state.server
     server = GracefulServer(
-        uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
+        uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on"),
+        on_force=state.hurry,
     )
-    server.run()
+    try:
+        server.run(sockets=[listener])
+    except SystemExit:  # uvicorn exits this way when the app's startup fails (logged)
+        print(f"{PROG}: error: the server could not start; see the log above", file=sys.stderr)
+    if state.unfinished is None:  # a forced stop skips the app's shutdown: do it, unwaited
+        state.hurry()
+        state.stop()
     if server.stopped_by is not None:
         print(f"{PROG}: stopped ({server.stopped_by})", file=sys.stderr)
-    return 0 if server.started else 1
+    if state.unfinished:
+        print(
+            f"{PROG}: {', '.join(state.unfinished)} still running after the shutdown waits; "
+            f"exiting without it (status {EXIT_THREADS_LEFT})",
+            file=sys.stderr,
+        )
+        exit_now(EXIT_THREADS_LEFT)
+    return EXIT_STOPPED if server.started else EXIT_NOT_STARTED
+
+
+def exit_now(status: int) -> NoReturn:
+    """Flush the logs and streams and end the process with ``status`` at once.
+
+    Used when a thread is still inside the model: finalising the interpreter around it
+    aborts the process ("terminate called without an active exception", status 134).
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 class GracefulServer(uvicorn.Server):
@@ -145,10 +234,16 @@ class GracefulServer(uvicorn.Server):
 
     uvicorn re-raises a captured Ctrl-C once it has shut down, which interrupts the app's
     own shutdown (jobs finishing or being marked failed) with a KeyboardInterrupt. Here
-    the first signal asks for a graceful stop and a second one forces it.
+    the first signal asks for a graceful stop and a second one forces it: uvicorn stops
+    waiting for connections and ``on_force`` (the app's :meth:`ServerState.hurry`) ends
+    the shutdown waits for jobs and loading.
     """
 
     stopped_by: str | None = None
+
+    def __init__(self, config: uvicorn.Config, on_force: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self.on_force = on_force
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -166,6 +261,8 @@ class GracefulServer(uvicorn.Server):
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.should_exit:
             self.force_exit = True
+            if self.on_force is not None:
+                self.on_force()
         self.should_exit = True
         self.stopped_by = signal.Signals(signum).name
 

@@ -3,7 +3,9 @@
 A job is ``queued`` until a worker takes it, ``running`` while it generates and writes
 its mp4, then ``succeeded`` or ``failed`` (with an error message). Nothing is dropped
 silently: on shutdown every queued job is marked failed ("server shutting down"), and a
-running job either finishes within the grace period or is cancelled and marked failed.
+running job either finishes within the grace period or is cancelled and marked failed;
+shutdown then joins the worker threads (bounded by :data:`CANCEL_WAIT_S`), so none is
+left inside the model when the process exits.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ DEFAULT_RETRY_AFTER_S = 10
 MAX_RETRY_AFTER_S = 3600
 #: Generation times remembered for the Retry-After estimate.
 DURATION_WINDOW = 20
+#: Seconds shutdown waits, after cancelling a running job, for its worker thread to end:
+#: the cancel takes effect at the next denoising step (or after the decode and write that
+#: follow the last step).
+CANCEL_WAIT_S = 30.0
+#: How often a shutdown wait checks whether it was hurried.
+JOIN_POLL_S = 0.05
 
 
 def utc_now() -> datetime:
@@ -112,6 +120,7 @@ class JobManager:
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        self._hurry = threading.Event()
 
     # ------------------------------------------------------------------ submit and read
     def submit(self, request: VideoRequest) -> Job:
@@ -242,15 +251,26 @@ class JobManager:
         self._remember_finished(job)
 
     # ----------------------------------------------------------------------- shutdown
-    def shutdown(self, grace_seconds: float) -> None:
+    def hurry(self) -> None:
+        """End the waits of :meth:`shutdown` now (a second Ctrl-C): cancel without waiting."""
+        self._hurry.set()
+
+    def shutdown(self, grace_seconds: float, cancel_wait_seconds: float | None = None) -> list[str]:
         """Stop taking jobs, fail the queued ones and give running ones ``grace_seconds``.
 
         A job still running after the grace period is cancelled (its generation stops at
-        the next step) and marked failed at once; nothing is left queued or running.
+        the next denoising step) and marked failed at once; nothing is left queued or
+        running. The worker threads are then joined: each gets ``cancel_wait_seconds``
+        more (default :data:`CANCEL_WAIT_S`) to reach its next step, or to finish decoding
+        and writing a video it was already writing. :meth:`hurry` ends both waits early.
+
+        Returns:
+            The names of worker threads still alive after the waits (empty after a clean
+            stop); a thread named here is stuck inside the generator and is logged.
         """
+        cancel_wait = CANCEL_WAIT_S if cancel_wait_seconds is None else cancel_wait_seconds
         with self._cond:
-            if self._stopping:
-                return
+            first = not self._stopping
             self._stopping = True
             queued = list(self._queue)
             self._queue.clear()
@@ -260,16 +280,37 @@ class JobManager:
             threads = list(self._threads)
         if queued:
             logger.warning("shutdown: %d queued job(s) marked failed", len(queued))
-        deadline = time.monotonic() + max(grace_seconds, 0.0)
-        for thread in threads:
-            thread.join(timeout=max(deadline - time.monotonic(), 0.0))
+        join_until(threads, time.monotonic() + max(grace_seconds, 0.0), self._hurry)
+        if first:
+            self._cancel_running(grace_seconds)
+        join_until(threads, time.monotonic() + max(cancel_wait, 0.0), self._hurry)
+        alive = [thread.name for thread in threads if thread.is_alive()]
+        if alive:
+            logger.error(
+                "shutdown: %s still inside the generator %g s after its job was cancelled",
+                ", ".join(alive),
+                cancel_wait,
+            )
+        return alive
+
+    def _cancel_running(self, grace_seconds: float) -> None:
         with self._cond:
             for job in self._jobs.values():
                 if job.status == "running":
                     self._cancel.setdefault(job.id, threading.Event()).set()
-                    self._fail(
-                        job,
+                    reason = (
                         f"{SHUTTING_DOWN}: generation did not finish within the "
-                        f"{grace_seconds:g} s grace period",
+                        f"{grace_seconds:g} s grace period"
                     )
-                    logger.warning("shutdown: running job %s marked failed", job.id)
+                    self._fail(job, reason)
+                    logger.warning("shutdown: running job %s marked failed: %s", job.id, reason)
+
+
+def join_until(threads: list[threading.Thread], deadline: float, hurry: threading.Event) -> None:
+    """Join ``threads`` until they end, ``deadline`` (monotonic) passes or ``hurry`` is set."""
+    for thread in threads:
+        while thread.is_alive() and not hurry.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            thread.join(min(remaining, JOIN_POLL_S))

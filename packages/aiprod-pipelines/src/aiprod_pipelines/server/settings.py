@@ -41,6 +41,11 @@ class ServerSettings:
     title: str = "AIPROD video generation"
     version: str = "0.1.0"
 
+    @staticmethod
+    def videos_folder(config: AiprodConfig) -> Path:
+        """Where the server of ``config`` writes videos: ``<paths.outputs>/server``."""
+        return config.resolve(config.paths.outputs) / "server"
+
     @classmethod
     def from_config(
         cls,
@@ -53,7 +58,7 @@ class ServerSettings:
         """Settings of ``config``; the token comes from ``aiprod_core.config.api_token()``."""
         return cls(
             serving=config.serving,
-            output_dir=config.resolve(config.paths.outputs) / "server",
+            output_dir=cls.videos_folder(config),
             api_token=api_token,
             workers=config.serving.workers_per_device,
             shutdown_grace_seconds=shutdown_grace_seconds,
