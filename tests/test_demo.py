@@ -153,14 +153,15 @@ def test_quick_profile_reports_failed_evidence_without_failing(
 ) -> None:
     seen = {}
 
-    def fake_run(profile, paths, config, *, retrain, stream):  # type: ignore[no-untyped-def]
-        seen.update(profile=profile, paths=paths, retrain=retrain)
+    def fake_run(profile, paths, config, *, retrain, stream, threads):  # type: ignore[no-untyped-def]
+        seen.update(profile=profile, paths=paths, retrain=retrain, threads=threads)
         return DemoReport(profile, {}, loss=loss_check(1.0, 0.95))
 
     monkeypatch.setattr(demo, "run_demo", fake_run)
     assert demo.main(["--quick", "--retrain"]) == 0
     assert seen["profile"] is QUICK
     assert seen["retrain"] is True
+    assert seen["threads"] == "auto"
     assert seen["paths"].output == config_dir.parent / "outputs" / "demo"
     assert "without enforcing" in capsys.readouterr().out
 

@@ -22,6 +22,7 @@ continues where it stopped.
 Examples:
     nox -s demo
     nox -s demo -- --retrain
+    nox -s demo -- --threads 1        # a fixed CPU thread count (default: auto)
     uv run scripts/dev/demo.py --quick --output /tmp/demo --json
 """
 
@@ -35,8 +36,7 @@ from pathlib import Path
 
 from aiprod_core.config import load_config
 from aiprod_core.errors import AiprodError
-from aiprod_pipelines.video_io import VideoIOError
-from aiprod_trainer import ManifestError
+from aiprod_core.threads import add_threads_argument
 from aiprod_trainer.demo import FULL, QUICK, DemoPaths, run_demo
 
 EXIT_OK = 0
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="tiny settings that run in seconds (tests); evidence is reported, not enforced",
     )
+    add_threads_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
@@ -86,11 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config()
         paths = DemoPaths.from_config(config, output=args.output, work=args.workdir)
-        report = run_demo(profile, paths, config, retrain=args.retrain, stream=stream)
+        report = run_demo(
+            profile, paths, config, retrain=args.retrain, stream=stream, threads=args.threads
+        )
     except KeyboardInterrupt:
         print("interrupted: run the demo again to continue where it stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (AiprodError, ManifestError, VideoIOError, OSError) as exc:
+    except (AiprodError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     print(json.dumps(report.to_json(), indent=2) if args.json else report.render())

@@ -19,10 +19,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from aiprod_core.errors import AiprodError, ConfigError
-from aiprod_pipelines.video_io import VideoIOError
+from aiprod_core.threads import add_threads_argument
 from aiprod_trainer.config import TrainConfig, load_train_config
 from aiprod_trainer.distributed import init_distributed, shutdown_distributed
-from aiprod_trainer.manifest_errors import ManifestError
 from aiprod_trainer.trainer import FitResult, Trainer
 
 PROG = "aiprod-train"
@@ -65,6 +64,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="N",
         help="stop cleanly after step N with a checkpoint, keeping the schedule of max_steps",
     )
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser.parse_args(argv)
@@ -102,11 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _train(config: TrainConfig, args: argparse.Namespace) -> int:
     try:
         context = init_distributed(config.training.device)
-        trainer = Trainer(config, resume=args.resume, context=context)
+        trainer = Trainer(config, resume=args.resume, context=context, threads=args.threads)
         if args.resume and trainer.start_step == 0 and context.is_main:
             print(f"no checkpoint in {trainer.run_dir}; starting from step 0", file=sys.stderr)
         result = trainer.fit(stop_at_step=args.stop_at_step)
-    except (AiprodError, ManifestError, VideoIOError, OSError) as exc:
+    except (AiprodError, OSError) as exc:
         return _fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:  # before training started: there is nothing to save yet
         return _fail("interrupted before training started", EXIT_INTERRUPTED)

@@ -14,16 +14,23 @@ A run directory holds::
     adapter/               mode lora: the LoRA adapter in peft's format
     summary.json           steps, time, first and last training and held-out losses
 
+A run killed while writing (a checkpoint, the final model) leaves hidden temporary files or
+folders beside the target; starting the run again, resumed or not, deletes those of its own
+targets (and only those) and prints each with the bytes it frees.
+
 Exactness: data order, noise, noise levels and text dropout depend only on the seed and
 the step (and an item's slot in the step's batch); the global generators are reseeded at
 every step for anything else (LoRA dropout). A run stopped (cleanly or killed) and resumed
-from its last checkpoint therefore ends bit-identical, on CPU, to one that never stopped.
+from its last checkpoint therefore ends bit-identical, on CPU, to one that never stopped,
+when both use the same intra-op thread count (a fixed ``threads`` or ``OMP_NUM_THREADS``:
+the count changes the order of float sums, and ``"auto"`` follows the host's load).
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,7 +44,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from aiprod_core.atomic import atomic_write_text
-from aiprod_core.checkpoints import save_checkpoint
+from aiprod_core.checkpoints import save_checkpoint, sidecar_path
+from aiprod_core.threads import ThreadPolicy, ThreadRequest
 from aiprod_trainer import distributed as dist_utils
 from aiprod_trainer.config import TrainConfig
 from aiprod_trainer.distributed import DistributedContext, MicroBatchSampler, StepBatches
@@ -50,7 +58,7 @@ from aiprod_trainer.state import (
     latest_checkpoint,
     load_training_state,
     prune_checkpoints,
-    remove_partial_checkpoints,
+    remove_interrupted_writes,
     restore_rng,
     save_training_state,
 )
@@ -58,6 +66,8 @@ from aiprod_trainer.validation import heldout_loss, write_reconstructions, write
 
 FINAL_MODEL = "model.safetensors"
 ADAPTER_DIR = "adapter"
+CONFIG_FILE = "config.json"
+VALIDATION_DIR = "validation"
 RESUME_KEYS = ("mode", "seed", "batch_size", "accumulation", "world_size", "shuffle", "preset")
 
 
@@ -74,7 +84,11 @@ class FitResult:
 
 
 class Trainer:
-    """One training run of ``config`` in this process (a rank of a distributed run)."""
+    """One training run of ``config`` in this process (a rank of a distributed run).
+
+    ``threads``: torch's intra-op thread count while :meth:`fit` runs, a count or ``"auto"``
+    (see :mod:`aiprod_core.threads`); None leaves it as it is.
+    """
 
     def __init__(
         self,
@@ -82,6 +96,7 @@ class Trainer:
         *,
         resume: bool = False,
         context: DistributedContext | None = None,
+        threads: ThreadRequest = None,
     ) -> None:
         self.config = config
         self.context = context or DistributedContext(
@@ -106,6 +121,10 @@ class Trainer:
         self.start_step = 0
         self._stop_signal: int | None = None
         self.log = RunLog(self.run_dir, enabled=self.context.is_main)
+        shown = config.training.progress and self.context.is_main
+        self.thread_policy = ThreadPolicy(
+            threads, report=_progress_note if shown else lambda _: None
+        )
         self._prepare_run_dir(resume)
 
     # --- setup ------------------------------------------------------------------------
@@ -134,12 +153,32 @@ class Trainer:
             self._resume_from(latest)
         if self.context.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            remove_partial_checkpoints(self.run_dir)
+            self._remove_interrupted_writes()
             if latest is None:
                 config_json = self.config.model_dump_json(indent=2)
-                atomic_write_text(self.run_dir / "config.json", config_json + "\n")
+                atomic_write_text(self.run_dir / CONFIG_FILE, config_json + "\n")
             self.log.trim(self.start_step)
         dist_utils.barrier(self.context)
+
+    def _remove_interrupted_writes(self) -> None:
+        """Delete what an earlier, killed process of this run left half written."""
+        run_files = {
+            CONFIG_FILE,
+            FINAL_MODEL,
+            sidecar_path(self.run_dir / FINAL_MODEL).name,
+            self.log.path.name,
+            self.log.summary_path.name,
+        }
+        run_folders = [
+            self.run_dir / ADAPTER_DIR,
+            *sorted((self.run_dir / VALIDATION_DIR).glob("step-*")),
+        ]
+        for removed in remove_interrupted_writes(self.run_dir, run_files, run_folders):
+            print(
+                f"removed {removed.path}, left by an interrupted write "
+                f"({removed.bytes:,} bytes freed)",
+                file=sys.stderr,
+            )
 
     def _resume_from(self, folder: Path) -> None:
         parts = self.parts
@@ -171,7 +210,7 @@ class Trainer:
         max_steps = self.config.training.max_steps
         stop = max_steps if stop_at_step is None else min(stop_at_step, max_steps)
         result = FitResult(self.run_dir, self.start_step, completed=False)
-        with self._signals_caught():
+        with self._signals_caught(), self.thread_policy.applied():
             if self.start_step == 0 and self.config.validation.at_start:
                 self._validate(0, result)
             self._train(stop, result)
@@ -206,6 +245,7 @@ class Trainer:
             while step < stop:
                 loss, lr, grad_norm = self._step(step, batches)
                 step += 1
+                self.thread_policy.tick()
                 loss, stop_votes = dist_utils.all_reduce_sum(
                     [loss, float(self._stop_signal is not None)], self.context
                 )
@@ -297,7 +337,7 @@ class Trainer:
 
     def _write_samples(self, step: int) -> None:
         parts, settings = self.parts, self.config.validation
-        folder = self.run_dir / "validation" / f"step-{step:08d}"
+        folder = self.run_dir / VALIDATION_DIR / f"step-{step:08d}"
         if self.config.mode == "vae" and settings.reconstructions:
             assert parts.validation_dataset is not None
             count = min(settings.reconstructions, len(parts.validation_dataset))
@@ -389,3 +429,8 @@ class Trainer:
     def stop_signal(self) -> int | None:
         """The signal that stopped the last :meth:`fit`, if one did."""
         return self._stop_signal
+
+
+def _progress_note(message: str) -> None:
+    """A line on stderr above the progress bar."""
+    tqdm.write(message, file=sys.stderr)

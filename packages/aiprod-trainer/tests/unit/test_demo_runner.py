@@ -154,7 +154,7 @@ def test_unfinished_training_asks_to_run_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class StoppedTrainer:
-        def __init__(self, config: object, *, resume: bool) -> None:
+        def __init__(self, config: object, *, resume: bool, threads: object = None) -> None:
             assert resume
 
         def fit(self) -> FitResult:

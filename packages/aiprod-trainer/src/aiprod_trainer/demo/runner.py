@@ -28,7 +28,9 @@ from typing import TextIO
 
 from aiprod_core.atomic import atomic_write_text
 from aiprod_core.config import AiprodConfig
+from aiprod_core.documents import document_problem, read_document
 from aiprod_core.models import get_preset
+from aiprod_core.threads import ThreadPolicy, ThreadRequest
 from aiprod_pipelines.pipelines import load_model
 from aiprod_trainer.demo import stages
 from aiprod_trainer.demo.evidence import color_check, loss_check
@@ -107,9 +109,11 @@ def prepare_work(paths: DemoPaths, profile: DemoProfile, retrain: bool) -> None:
         shutil.rmtree(paths.work)
     elif stamp.is_file():
         try:
-            recorded = json.loads(stamp.read_text(encoding="utf-8"))["fingerprint"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DemoError(f"{stamp}: unreadable ({exc}); pass --retrain to start over") from None
+            recorded = read_document(stamp, "json", error=DemoError)["fingerprint"]
+        except (DemoError, KeyError, TypeError) as exc:
+            raise DemoError(
+                f"{stamp}: unreadable ({document_problem(exc)}); pass --retrain to start over"
+            ) from None
         if recorded != profile.fingerprint():
             raise DemoError(
                 f"{paths.work}: holds a demo run made with other settings; pass --retrain "
@@ -152,8 +156,14 @@ def run_demo(
     *,
     retrain: bool = False,
     stream: TextIO = sys.stdout,
+    threads: ThreadRequest = None,
 ) -> DemoReport:
-    """Run every stage (see the module docstring), write ``report.json``, return the report."""
+    """Run every stage (see the module docstring), write ``report.json``, return the report.
+
+    ``threads``: torch's CPU thread count, a count or ``"auto"`` (see
+    :mod:`aiprod_core.threads`), chosen at the start, reported on ``stream``, re-checked at
+    each stage, video and training step, and put back at the end; None leaves it as it is.
+    """
     started = time.perf_counter()
     console = Console(stream)
     truncated = stages.prompt_truncations(get_preset(PRESET), profile.prompts)
@@ -161,10 +171,12 @@ def run_demo(
         raise DemoError("the colour check cannot pass: " + "; ".join(truncated))
     prepare_work(paths, profile, retrain)
     report = DemoReport(profile, paths.to_json(), warnings=list(truncated))
+    thread_policy = ThreadPolicy(threads, report=console.note)
 
     @contextlib.contextmanager
     def stage(name: str) -> Iterator[StageRecord]:
         console.header(name)
+        thread_policy.tick()
         record = StageRecord(name, "ran", 0.0)
         begun = time.perf_counter()
         yield record
@@ -172,71 +184,76 @@ def run_demo(
         report.stages.append(record)
         console.note(f"{record.status} in {record.seconds:.1f} s")
 
-    vae_model, dit_model = paths.vae_run / FINAL_MODEL, paths.dit_run / FINAL_MODEL
-    with stage("data") as record:
-        if paths.manifest("train").is_file() and paths.manifest("val").is_file():
-            record.status = "reused"
-        else:
-            dataset = stages.make_dataset(paths.dataset, profile)
-            record.details = {"clips": len(dataset.records), "train": dataset.train}
-        console.note(f"dataset: {paths.dataset}")
+    with thread_policy.applied():
+        vae_model, dit_model = paths.vae_run / FINAL_MODEL, paths.dit_run / FINAL_MODEL
+        with stage("data") as record:
+            if paths.manifest("train").is_file() and paths.manifest("val").is_file():
+                record.status = "reused"
+            else:
+                dataset = stages.make_dataset(paths.dataset, profile)
+                record.details = {"clips": len(dataset.records), "train": dataset.train}
+            console.note(f"dataset: {paths.dataset}")
 
-    with stage("vae") as record:
-        if vae_model.is_file():
-            record.status = "reused"
-        else:
-            train_manifest, val_manifest = paths.manifest("train"), paths.manifest("val")
-            result = stages.train(vae_config(profile, paths.vae_run, train_manifest, val_manifest))
-            record.details = _fit_details(result)
-        console.note(f"model: {vae_model}")
-
-    with stage("latents") as record:
-        splits = ("train", "val")
-        if all(stages.cache_is_complete(paths.cache(s), paths.manifest(s)) for s in splits):
-            record.status = "reused"
-        else:
-            encoder = stages.load_bundle(vae_model)
-            record.details = {
-                f"{split}_encoded": stages.encode_latents(
-                    paths.manifest(split), paths.cache(split), encoder, vae_model, desc=split
+        with stage("vae") as record:
+            if vae_model.is_file():
+                record.status = "reused"
+            else:
+                train_manifest, val_manifest = paths.manifest("train"), paths.manifest("val")
+                result = stages.train(
+                    vae_config(profile, paths.vae_run, train_manifest, val_manifest), threads
                 )
-                for split in splits
-            }
-        console.note(f"caches: {paths.cache('train')}, {paths.cache('val')}")
+                record.details = _fit_details(result)
+            console.note(f"model: {vae_model}")
 
-    with stage("dit") as record:
-        if dit_model.is_file():
-            record.status = "reused"
-        else:
-            dit = dit_config(profile, paths.dit_run, vae_model, *map(paths.cache, splits))
-            record.details = _fit_details(stages.train(dit))
-        console.note(f"model: {dit_model}")
+        with stage("latents") as record:
+            splits = ("train", "val")
+            if all(stages.cache_is_complete(paths.cache(s), paths.manifest(s)) for s in splits):
+                record.status = "reused"
+            else:
+                encoder = stages.load_bundle(vae_model)
+                record.details = {
+                    f"{split}_encoded": stages.encode_latents(
+                        paths.manifest(split), paths.cache(split), encoder, vae_model, desc=split
+                    )
+                    for split in splits
+                }
+            console.note(f"caches: {paths.cache('train')}, {paths.cache('val')}")
 
-    with stage("export") as record:
-        record.details = {"path": str(paths.model)}
-        if stages.same_weights(dit_model, paths.model):
-            record.status = "reused"
-        else:
-            record.details["sha256"] = stages.export_model(dit_model, paths.model)
-        console.note(f"{REGISTRY_NAME}: {paths.model}")
+        with stage("dit") as record:
+            if dit_model.is_file():
+                record.status = "reused"
+            else:
+                dit = dit_config(profile, paths.dit_run, vae_model, *map(paths.cache, splits))
+                record.details = _fit_details(stages.train(dit, threads))
+            console.note(f"model: {dit_model}")
 
-    with stage("evaluate") as record:
-        model = load_model(REGISTRY_NAME, config=config, device="cpu").model
-        untrained = stages.flow_loss(stages.load_bundle(vae_model), paths.cache("val"))
-        report.loss = loss_check(untrained, stages.flow_loss(model, paths.cache("val")))
-        record.details = report.loss.to_json()
-        console.note(report.loss.describe())
+        with stage("export") as record:
+            record.details = {"path": str(paths.model)}
+            if stages.same_weights(dit_model, paths.model):
+                record.status = "reused"
+            else:
+                record.details["sha256"] = stages.export_model(dit_model, paths.model)
+            console.note(f"{REGISTRY_NAME}: {paths.model}")
 
-    with stage("generate") as record:
-        paths.output.mkdir(parents=True, exist_ok=True)
-        clips = stages.generate(model, profile, paths.output)
-        for clip in clips:
-            check = color_check(clip.frames, clip.prompt, check_shape=profile.require_shape_color)
-            report.colors.append(check)
-            console.note(check.describe())
-        report.videos = [str(clip.path) for clip in clips]
-        sheet = stages.write_sheet(paths.output / "contact_sheet.png", clips)
-        report.contact_sheet = str(sheet)
+        with stage("evaluate") as record:
+            model = load_model(REGISTRY_NAME, config=config, device="cpu").model
+            untrained = stages.flow_loss(stages.load_bundle(vae_model), paths.cache("val"))
+            report.loss = loss_check(untrained, stages.flow_loss(model, paths.cache("val")))
+            record.details = report.loss.to_json()
+            console.note(report.loss.describe())
+
+        with stage("generate") as record:
+            paths.output.mkdir(parents=True, exist_ok=True)
+            clips = stages.generate(model, profile, paths.output, thread_policy)
+            for clip in clips:
+                check = color_check(
+                    clip.frames, clip.prompt, check_shape=profile.require_shape_color
+                )
+                report.colors.append(check)
+                console.note(check.describe())
+            report.videos = [str(clip.path) for clip in clips]
+            sheet = stages.write_sheet(paths.output / "contact_sheet.png", clips)
+            report.contact_sheet = str(sheet)
 
     report.total_seconds = time.perf_counter() - started
     report.write(paths.output / "report.json")

@@ -26,6 +26,7 @@ from aiprod_core.diffusion import FlowMatchSchedule
 from aiprod_core.errors import AiprodError
 from aiprod_core.models import AiprodModel, ModelConfig
 from aiprod_core.text import ByteTokenizer
+from aiprod_core.threads import ThreadPolicy, ThreadRequest
 from aiprod_pipelines.pipelines import TextToVideoPipeline
 from aiprod_pipelines.video_io import write_video
 from aiprod_trainer.clip_dataset import load_clip
@@ -69,9 +70,13 @@ def make_dataset(folder: Path, profile: DemoProfile) -> SyntheticDataset:
     )
 
 
-def train(config: TrainConfig) -> FitResult:
-    """Train ``config`` to its last step, continuing from a checkpoint left in its run_dir."""
-    trainer = Trainer(config, resume=True)
+def train(config: TrainConfig, threads: ThreadRequest = None) -> FitResult:
+    """Train ``config`` to its last step, continuing from a checkpoint left in its run_dir.
+
+    ``threads``: torch's thread count while training (a count, ``"auto"``, or None to
+    leave it; see :mod:`aiprod_core.threads`).
+    """
+    trainer = Trainer(config, resume=True, threads=threads)
     result = trainer.fit()
     if not result.completed:
         raise DemoError(
@@ -216,8 +221,11 @@ def clip_name(index: int, prompt: str) -> str:
 _FILLER = {"a", "an", "the", "on", "moving", "background"}
 
 
-def generate(model: AiprodModel, profile: DemoProfile, output: Path) -> list[GeneratedClip]:
-    """Generate each prompt of ``profile`` (seed = its index) as an mp4 in ``output``."""
+def generate(
+    model: AiprodModel, profile: DemoProfile, output: Path, threads: ThreadPolicy | None = None
+) -> list[GeneratedClip]:
+    """Generate each prompt of ``profile`` (seed = its index) as an mp4 in ``output``;
+    ``threads`` is ticked before each video, so a change in the host's load is followed."""
     pipeline = TextToVideoPipeline(model, device=CPU, progress=False)
     requests = sample_requests(
         profile.prompts,
@@ -230,6 +238,8 @@ def generate(model: AiprodModel, profile: DemoProfile, output: Path) -> list[Gen
     )
     clips = []
     for index, request in enumerate(tqdm(requests, desc="videos", unit="video")):
+        if threads is not None:
+            threads.tick()
         video = pipeline(request)
         frames = video.frames.numpy()
         path = write_video(output / clip_name(index, request.prompt), frames, fps=video.fps)
