@@ -87,22 +87,9 @@ def write_config(folder: Path) -> Path:
     config = folder / "config"
     (config / "env").mkdir(parents=True)
     (config / "env" / "development.yaml").write_text("logging:\n  level: INFO\n")
+    fixture = Path(__file__).parents[1] / "fixtures" / "server_config.json"
     base = {
-        "project": {"name": "aiprod", "version": "0.3.0"},
-        "paths": {
-            "models_cache": "models/cache",
-            "checkpoints": "models/checkpoints",
-            "pretrained": "models/pretrained",
-            "outputs": "outputs",
-        },
-        "models": {
-            "aiprod-tiny": {
-                "file": "aiprod-tiny.safetensors",
-                "location": "checkpoints",
-                "preset": "tiny",
-                "obtain": "train it with the demo",
-            }
-        },
+        **json.loads(fixture.read_text()),
         "serving": {"host": "127.0.0.1", "default_model": "aiprod-tiny", "max_steps": 5000},
     }
     (config / "AIPROD.json").write_text(json.dumps(base))

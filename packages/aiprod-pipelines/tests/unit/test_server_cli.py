@@ -18,22 +18,9 @@ from aiprod_pipelines.server import cli
 from aiprod_pipelines.server.logs import JsonFormatter
 from aiprod_pipelines.server.testing import wait_until
 
+#: The server tests' base configuration (tests/fixtures/server_config.json) and its serving.
 BASE = {
-    "project": {"name": "aiprod", "version": "0.3.0"},
-    "paths": {
-        "models_cache": "models/cache",
-        "checkpoints": "models/checkpoints",
-        "pretrained": "models/pretrained",
-        "outputs": "outputs",
-    },
-    "models": {
-        "aiprod-tiny": {
-            "file": "aiprod-tiny.safetensors",
-            "location": "checkpoints",
-            "preset": "tiny",
-            "obtain": "train it with the demo",
-        }
-    },
+    **json.loads((Path(__file__).parents[1] / "fixtures" / "server_config.json").read_text()),
     "serving": {"host": "127.0.0.1", "port": 8123, "default_model": "aiprod-tiny"},
 }
 
