@@ -75,3 +75,11 @@ def test_cuda_requested_without_device(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert bench.main(["--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_token_grid_refuses_a_video_instead_of_rounding_it(bench: ModuleType) -> None:
+    from aiprod_core.errors import AiprodError
+    from aiprod_core.models import get_preset
+
+    with pytest.raises(AiprodError, match="width"):
+        bench.token_grid(get_preset("tiny"), (17, 64, 63))

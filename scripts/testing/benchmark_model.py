@@ -73,15 +73,14 @@ def workload(preset: str, device_type: str, batch: int | None) -> tuple[tuple[in
 
 
 def token_grid(config: Any, video: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The transformer's token grid for a video of (frames, height, width)."""
-    frames, height, width = video
-    vae, patch = config.vae, config.transformer.patch_size
-    latent = (
-        1 + (frames - 1) // vae.temporal_compression,
-        height // vae.spatial_compression,
-        width // vae.spatial_compression,
-    )
-    return (latent[0] // patch[0], latent[1] // patch[1], latent[2] // patch[2])
+    """The transformer's token grid for a video of (frames, height, width).
+
+    A video the model cannot take raises an AiprodError naming the size that does not fit
+    (never rounded down to one it can).
+    """
+    from aiprod_core.models.geometry import ModelGeometry
+
+    return ModelGeometry.of(config).video_tokens(*video)[1]
 
 
 def summarize(times: Sequence[float], tokens_per_step: int, flops_per_step: float,

@@ -448,12 +448,9 @@ def latent_grid(config: Any, video: Grid) -> tuple[Grid, Grid]:
     ``config`` is a ``ModelConfig``: its VAE compresses the video, its transformer's patch
     cuts the latent into tokens; a video they do not divide raises a ValueError saying why.
     """
-    from aiprod_core.transformer import Patchifier3D
-    from aiprod_core.vae import VideoGeometry
+    from aiprod_core.models.geometry import ModelGeometry
 
-    geometry = VideoGeometry(config.vae.spatial_compression, config.vae.temporal_compression)
-    latent = geometry.latent_shape(*video)
-    return latent, Patchifier3D(config.transformer.patch_size).grid(latent)
+    return ModelGeometry.of(config).video_tokens(*video)
 
 
 def check_aiprod_model(

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aiprod_core.diffusion import FlowMatchSchedule, add_noise, velocity_target
+from aiprod_core.transformer import Patchifier3D
 from aiprod_core.vae import CausalVideoVAE
 from aiprod_trainer.buckets import Bucket
 
@@ -135,9 +136,8 @@ class FlowMatchingObjective:
 
     def num_tokens(self, latent_size: Sequence[int]) -> int:
         """Transformer tokens of latents ``(T, h, w)`` (for the schedule's shift)."""
-        return math.prod(
-            size // patch for size, patch in zip(latent_size, self.patch_size, strict=True)
-        )
+        t, h, w = (int(size) for size in latent_size)
+        return math.prod(Patchifier3D(self.patch_size).grid((t, h, w)))
 
     def loss(
         self,

@@ -23,6 +23,7 @@ import torch
 
 from aiprod_core.errors import AiprodError
 from aiprod_core.models.configs import ModelConfig
+from aiprod_core.models.geometry import ModelGeometry
 
 MAX_SEED = 2**64 - 1
 """The largest seed a ``torch.Generator`` accepts."""
@@ -38,35 +39,12 @@ class InvalidRequestError(AiprodError, ValueError):
 
 def size_multiple(model_config: ModelConfig) -> tuple[int, int]:
     """(height, width) pixel multiples: ``spatial_compression * patch`` along each axis."""
-    _, patch_h, patch_w = model_config.transformer.patch_size
-    spatial = model_config.vae.spatial_compression
-    return spatial * patch_h, spatial * patch_w
+    return ModelGeometry.of(model_config).pixel_multiples
 
 
 def _nearest_multiples(value: int, step: int) -> str:
     below = value // step * step
     return str(step) if below < step else f"{below} or {below + step}"
-
-
-def _valid_frames(frames: int, model_config: ModelConfig) -> bool:
-    temporal = model_config.vae.temporal_compression
-    patch_t = model_config.transformer.patch_size[0]
-    return (
-        frames >= 1
-        and (frames - 1) % temporal == 0
-        and ((frames - 1) // temporal + 1) % patch_t == 0
-    )
-
-
-def _nearest_frames(frames: int, model_config: ModelConfig) -> str:
-    """The valid frame counts just below and above ``frames`` (only the one above if none is below)."""
-    temporal = model_config.vae.temporal_compression
-    step = temporal * model_config.transformer.patch_size[0]  # between valid counts
-    first = 1 + temporal * (model_config.transformer.patch_size[0] - 1)  # smallest valid count
-    if frames <= first:
-        return str(first)
-    below = first + (frames - first) // step * step
-    return f"{below} or {below + step}"
 
 
 @dataclass(frozen=True)
@@ -97,7 +75,7 @@ class GenerationRequest:
             ("height", self.height, multiples[0]),
         ):
             _check_size(name, value, multiple, model_config, upscale)
-        if not _valid_frames(self.frames, model_config):
+        if not ModelGeometry.of(model_config).fits_frames(self.frames):
             raise InvalidRequestError("frames", _frames_message(self.frames, model_config))
         if self.steps is not None and self.steps < 1:
             raise InvalidRequestError("steps", f"steps={self.steps} is too small: use 1 or more")
@@ -164,7 +142,7 @@ def _frames_message(frames: int, model_config: ModelConfig) -> str:
         rule += f" with 1 + k a multiple of the transformer's patch length {patch_t}"
     return (
         f"frames={frames} does not fit the model (temporal compression {temporal}): "
-        f"{rule}, e.g. {_nearest_frames(frames, model_config)}"
+        f"{rule}, e.g. {ModelGeometry.of(model_config).nearest_frames(frames)}"
     )
 
 
