@@ -100,17 +100,24 @@ def remove_orphans(
         target = temporary_target(entry.name)
         if target is None or not is_owned(target) or entry.is_symlink():
             continue
-        try:
-            removed.append(RemovedPath(entry, _delete(entry)))
-        except OSError as exc:
-            raise _reworded(
-                exc, f"cannot remove {entry}, left by an interrupted write ({exc})"
-            ) from exc
+        removed.append(remove_path(entry, "left by an interrupted write"))
     return removed
 
 
+def remove_path(path: Path, why: str) -> RemovedPath:
+    """Delete a file or a folder tree (links inside are unlinked, never followed).
+
+    Raises:
+        OSError: of the failed call's type, reading ``cannot remove <path>, <why> (...)``.
+    """
+    try:
+        return RemovedPath(path, _delete(path))
+    except OSError as exc:
+        raise _reworded(exc, f"cannot remove {path}, {why} ({exc})") from exc
+
+
 def _delete(path: Path) -> int:
-    """Delete a file or a folder tree (links inside are unlinked); return its apparent size."""
+    """Delete a file or a folder tree; return its apparent size."""
     if not path.is_dir():
         size = path.lstat().st_size
         path.unlink()

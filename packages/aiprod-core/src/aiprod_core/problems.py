@@ -115,8 +115,13 @@ def join_problems(header: str, lines: Sequence[str], *, single_line: bool = True
     """
     if single_line and len(lines) == 1:
         return lines[0]
+    count = f" ({len(lines)} problems)" if len(lines) > 1 else ""
+    return f"{header}{count}:\n  " + "\n  ".join(at_most_listed(lines))
+
+
+def at_most_listed(lines: Sequence[str]) -> list[str]:
+    """The first MAX_LISTED of ``lines``, then ``... and N more`` for the rest."""
     listed = list(lines[:MAX_LISTED])
     if len(lines) > MAX_LISTED:
         listed.append(f"... and {len(lines) - MAX_LISTED} more")
-    count = f" ({len(lines)} problems)" if len(lines) > 1 else ""
-    return f"{header}{count}:\n  " + "\n  ".join(listed)
+    return listed

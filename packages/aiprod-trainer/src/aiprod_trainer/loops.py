@@ -129,7 +129,7 @@ class FlowMatchingObjective:
         null_mask: torch.Tensor | None = None,
     ) -> None:
         self.schedule = schedule
-        self.patch_size = patch_size
+        self.patchifier = Patchifier3D(patch_size)
         self.text_dropout = text_dropout
         self.null_text = null_text
         self.null_mask = null_mask
@@ -137,7 +137,7 @@ class FlowMatchingObjective:
     def num_tokens(self, latent_size: Sequence[int]) -> int:
         """Transformer tokens of latents ``(T, h, w)`` (for the schedule's shift)."""
         t, h, w = (int(size) for size in latent_size)
-        return math.prod(Patchifier3D(self.patch_size).grid((t, h, w)))
+        return math.prod(self.patchifier.grid((t, h, w)))
 
     def loss(
         self,

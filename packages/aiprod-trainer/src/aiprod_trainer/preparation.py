@@ -27,7 +27,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
-from aiprod_core.atomic import RemovedPath, atomic_write_text, remove_orphans
+from aiprod_core.atomic import RemovedPath, atomic_write_text, remove_orphans, remove_path
 from aiprod_pipelines.video_io import write_mp4
 from aiprod_trainer.buckets import Bucket
 from aiprod_trainer.ingest import (
@@ -262,14 +262,8 @@ def _remove_unlisted_clips(
             continue
         if entry.resolve() in keep:
             continue
-        try:
-            size = entry.lstat().st_size
-            entry.unlink()
-        except OSError as exc:
-            error = OSError(f"cannot remove {entry}, a clip the new manifest does not list ({exc})")
-            error.errno = exc.errno
-            raise error from exc
-        removed.append(_removed(output, RemovedPath(entry, size), "not in the new manifest"))
+        gone = remove_path(entry, "a clip the new manifest does not list")
+        removed.append(_removed(output, gone, "not in the new manifest"))
     return removed
 
 

@@ -37,16 +37,14 @@ from torch import nn
 from aiprod_core.atomic import (
     RemovedPath,
     atomic_folder,
-    atomic_path,
     atomic_write_text,
     remove_orphans,
 )
 from aiprod_core.checkpoints import (
     CheckpointError,
-    file_sha256,
     read_checkpoint,
     save_checkpoint,
-    write_sidecar,
+    write_with_sidecar,
 )
 from aiprod_core.checkpoints.header import build_metadata
 from aiprod_core.documents import read_document
@@ -324,10 +322,9 @@ def _write_tensors(
     """Tensors as a checkpoint file (config metadata, atomic write, sha256 sidecar)."""
     header = build_metadata(config, component, {}, {}, path)
     stored = {name: t.detach().contiguous() for name, t in tensors.items()}
-    with atomic_path(path) as temp:
-        safetensors.torch.save_file(stored, temp, metadata=header)
-        digest = file_sha256(temp)
-    write_sidecar(path, digest)
+    write_with_sidecar(
+        path, lambda temp: safetensors.torch.save_file(stored, temp, metadata=header)
+    )
 
 
 def _load_weights(

@@ -19,13 +19,13 @@ from pathlib import Path
 
 from aiprod_core.atomic import atomic_path, atomic_write_text
 from aiprod_core.checkpoints.errors import CheckpointError
+from aiprod_core.problems import shorten
 
 SIDECAR_SUFFIX = ".sha256"
 #: A sidecar is one line of about 70 characters plus the file name; more is not a sidecar.
 SIDECAR_MAX_BYTES = 4096
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
-_SHOWN = 80
 
 logger = logging.getLogger("aiprod_core.checkpoints")
 _reported: set[Path] = set()
@@ -57,8 +57,9 @@ def normalise_digest(digest: str, source: str) -> str:
     """``digest`` in lowercase; a CheckpointError naming ``source`` unless it is 64 hex digits."""
     value = digest.strip().lower()
     if not _HEX_DIGEST.match(value):
-        shown = digest if len(digest) <= _SHOWN else digest[:_SHOWN] + "..."
-        raise CheckpointError(f"{source}: expected a sha256 of 64 hex digits, got {shown!r}")
+        raise CheckpointError(
+            f"{source}: expected a sha256 of 64 hex digits, got {shorten(digest)}"
+        )
     return value
 
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from aiprod_core.checkpoints.errors import CheckpointError
 from aiprod_core.documents import HEADER_LIMITS, DocumentError, Limits, parse_json
 from aiprod_core.models.configs import ModelConfig
-from aiprod_core.problems import MAX_LISTED, validation_problems
+from aiprod_core.problems import at_most_listed, validation_problems
 
 FORMAT_VERSION = "1"
 CONFIG_KEY = "aiprod.config"
@@ -142,10 +142,9 @@ def parse_config(text: str, path: Path) -> ModelConfig:
             f"{problem.key or '(top level)'}: {problem.summary}"
             for problem in validation_problems(exc)
         ]
-        listed = "; ".join(problems[:MAX_LISTED])
-        more = f"; ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        listed = "; ".join(at_most_listed(problems))
         raise CheckpointError(
-            f"{path}: its {CONFIG_KEY} metadata is not a valid model config: {listed}{more}"
+            f"{path}: its {CONFIG_KEY} metadata is not a valid model config: {listed}"
         ) from None
 
 

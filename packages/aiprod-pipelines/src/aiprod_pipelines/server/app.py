@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -83,11 +82,9 @@ class ServerState:
         self.loader = ModelLoader(generator, on_ready=self.jobs.start)
         #: Threads still running after :meth:`stop` (None until it ran; empty when clean).
         self.unfinished: list[str] | None = None
-        self._hurry = threading.Event()
 
     def hurry(self) -> None:
         """Make a shutdown in progress (or to come) stop waiting: a forced stop."""
-        self._hurry.set()
         self.jobs.hurry()
 
     def stop(self) -> list[str]:
@@ -102,7 +99,7 @@ class ServerState:
         cancel_wait = job_queue.CANCEL_WAIT_S
         deadline = time.monotonic() + max(grace, 0.0) + cancel_wait
         unfinished = self.jobs.shutdown(grace, cancel_wait)
-        if not self.loader.wait(deadline - time.monotonic(), self._hurry):
+        if not self.loader.wait(deadline - time.monotonic(), self.jobs.hurried):
             unfinished.append(LOADER_THREAD)
         self.unfinished = unfinished
         return unfinished

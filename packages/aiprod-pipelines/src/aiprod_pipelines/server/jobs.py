@@ -120,7 +120,8 @@ class JobManager:
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._stopping = False
-        self._hurry = threading.Event()
+        #: Set by :meth:`hurry`: shutdown waits (these, and the app's) end at once.
+        self.hurried = threading.Event()
 
     # ------------------------------------------------------------------ submit and read
     def submit(self, request: VideoRequest) -> Job:
@@ -253,7 +254,7 @@ class JobManager:
     # ----------------------------------------------------------------------- shutdown
     def hurry(self) -> None:
         """End the waits of :meth:`shutdown` now (a second Ctrl-C): cancel without waiting."""
-        self._hurry.set()
+        self.hurried.set()
 
     def shutdown(self, grace_seconds: float, cancel_wait_seconds: float | None = None) -> list[str]:
         """Stop taking jobs, fail the queued ones and give running ones ``grace_seconds``.
@@ -280,10 +281,10 @@ class JobManager:
             threads = list(self._threads)
         if queued:
             logger.warning("shutdown: %d queued job(s) marked failed", len(queued))
-        join_until(threads, time.monotonic() + max(grace_seconds, 0.0), self._hurry)
+        join_until(threads, time.monotonic() + max(grace_seconds, 0.0), self.hurried)
         if first:
             self._cancel_running(grace_seconds)
-        join_until(threads, time.monotonic() + max(cancel_wait, 0.0), self._hurry)
+        join_until(threads, time.monotonic() + max(cancel_wait, 0.0), self.hurried)
         alive = [thread.name for thread in threads if thread.is_alive()]
         if alive:
             logger.error(
