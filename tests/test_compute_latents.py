@@ -105,7 +105,7 @@ def test_end_to_end_stores_the_vae_mean_and_text_embeddings(
     assert len(cache) == 4
     assert cache.meta.preset == "tiny"
     assert cache.meta.text_encoder == "builtin"
-    assert cache.meta.settings["latents"] == "mean"
+    assert cache.meta.settings["latents"] == "normalized mean"
     assert cache.meta.settings["weights"] == "random-init seed 0"
     assert cache.buckets() == {"16x16x5": [0, 1, 2, 3]}
 
@@ -256,6 +256,7 @@ def test_checkpoint_weights(
     torch.manual_seed(7)
     config = get_preset("tiny")
     model = build_model(config).eval()
+    model.vae.latent_stats.set(torch.linspace(-0.5, 0.5, 8), torch.linspace(0.5, 2.0, 8))
     checkpoint = tmp_path / "tiny.safetensors"
     digest = save_checkpoint(model, config, checkpoint)
     cache_dir = tmp_path / "cache"
@@ -267,7 +268,11 @@ def test_checkpoint_weights(
     record = load_manifest(manifest).records[2]
     with torch.no_grad():
         clip = load_clip(manifest.parent / record.media, record)
-        expected = model.vae.encode(clip[None]).mean[0]
+        raw = model.vae.encode(clip[None]).mean
+        expected = (
+            (raw - torch.linspace(-0.5, 0.5, 8).view(1, 8, 1, 1, 1))
+            / torch.linspace(0.5, 2.0, 8).view(1, 8, 1, 1, 1)
+        )[0]  # normalised with the checkpoint's statistics
         text = model.text_encoder.encode([record.caption])
     torch.testing.assert_close(cache[2].latents, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(cache[2].text, text.tokens[0], rtol=1e-4, atol=1e-5)

@@ -6,8 +6,10 @@
 
 Each manifest record becomes one cache item (its id is the record's ``media`` string):
 the clip is read, resized and center-cropped to the record's shape, encoded by the VAE,
-and its caption by the text encoder; items are written in safetensors shards (see
-``aiprod_trainer.latent_cache``). The VAE posterior's mean is stored by default: it is
+and its caption by the text encoder; latents are normalised with the VAE's per-channel
+statistics (``vae.normalize``, what the transformer trains on); items are written in
+safetensors shards (see ``aiprod_trainer.latent_cache``). The VAE posterior's mean is
+stored by default: it is
 deterministic, and training can add its own noise. ``--sample`` stores one posterior
 sample per item instead, drawn from a generator seeded by ``--seed`` and the item's id, so
 a resumed run stores exactly what an uninterrupted one would.
@@ -172,7 +174,7 @@ def cache_meta(config: ModelConfig, weights: str, args: argparse.Namespace) -> C
     """What ``cache.json`` records; a resumed run must match it."""
     settings = {
         "weights": weights,
-        "latents": "sample" if args.sample else "mean",
+        "latents": "normalized sample" if args.sample else "normalized mean",
         "sample_seed": args.seed if args.sample else None,
         "vae": config.vae.model_dump(mode="json"),
         "text_encoder": config.text_encoder.model_dump(mode="json"),
@@ -248,6 +250,7 @@ def encode_batch(
         if args.sample:
             generator = torch.Generator().manual_seed(item_seed(args.seed, record.media))
             latents = latents + std[index] * torch.randn(latents.shape, generator=generator)
+        latents = vae.normalize(latents[None].to(args.device))[0].cpu()
         writer.add(record.media, latents, text.tokens[index].float(), text.mask[index], record)
         report.encoded += 1
 

@@ -14,6 +14,10 @@ learns the correction. (A zero initialisation would make it exactly nearest-neig
 would also block the gradient to every layer before ``conv_out`` on the first step.) The
 blocks are the VAE's causal ones, so latent frame ``t`` of the output depends only on input
 frames ``<= t``.
+
+It works on the VAE's normalised latents (``vae.normalize``), like the transformer.
+``trained_steps`` (a buffer saved with the weights) counts the optimizer steps it was
+trained for; 0 means it has never been trained, and pipelines warn before using it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ def nearest_upsample(latents: torch.Tensor) -> torch.Tensor:
 class LatentUpsampler(nn.Module):
     """Doubles the spatial size of latents; see the module docs for the design."""
 
+    trained_steps: torch.Tensor
+
+    @property
+    def trained(self) -> bool:
+        """Whether any training step has been recorded in ``trained_steps``."""
+        return int(self.trained_steps) > 0
+
     def __init__(self, config: UpsamplerConfig) -> None:
         super().__init__()
         self.config = config
@@ -53,6 +64,7 @@ class LatentUpsampler(nn.Module):
         )
         self.norm_out = ChannelRMSNorm(hidden)
         self.conv_out = CausalConv3d(hidden, config.latent_channels, 3)
+        self.register_buffer("trained_steps", torch.zeros((), dtype=torch.int64))
         with torch.no_grad():
             bias = self.conv_out.conv.bias
             assert bias is not None, "CausalConv3d convolutions are built with a bias"

@@ -1,5 +1,6 @@
 """The diffusion pieces composed with the tiny preset's transformer and text encoder:
-guided, first-frame-conditioned sampling as a pipeline runs it."""
+guided, first-frame-conditioned sampling (sigma 0 on the first frame's tokens) as a
+pipeline runs it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import torch
 
 from aiprod_core.diffusion import (
     ClassifierFreeGuidance,
+    Conditioning,
     EulerSampler,
-    FirstFrameCondition,
     FlowMatchSchedule,
+    FrameCondition,
     HeunSampler,
     Sampler,
 )
@@ -24,7 +26,9 @@ pytestmark = pytest.mark.integration
 def generate(sampler: Sampler, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     transformer = VideoTransformer(TINY.transformer).eval()
-    torch.nn.init.normal_(transformer.final_proj.weight, std=0.02)  # untrained: not all-zero
+    with torch.no_grad():  # untrained: give the zero-initialised parts weights
+        torch.nn.init.normal_(transformer.final_proj.weight, std=0.02)
+        torch.nn.init.normal_(transformer.time_modulation.weight, std=0.02)
     encoder = build_text_encoder(TINY.text_encoder).eval()
     with torch.no_grad():
         text = encoder.encode(["a red ball rolls left"])
@@ -37,7 +41,7 @@ def generate(sampler: Sampler, seed: int) -> tuple[torch.Tensor, torch.Tensor, t
         )
         num_tokens = 3 * 2 * 2  # T * (h / 2) * (w / 2) latent patches
         sigmas = FlowMatchSchedule(TINY.diffusion).sigmas(4, num_tokens)
-        condition = FirstFrameCondition(first)
+        condition = Conditioning([FrameCondition(first)], TINY.transformer.patch_size)
         return condition.sample(sampler, velocity, noise, sigmas), noise, first
 
 

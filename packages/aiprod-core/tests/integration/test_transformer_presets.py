@@ -24,18 +24,32 @@ def count(model: torch.nn.Module) -> int:
 def test_aiprod_19b_transformer_has_about_19b_parameters() -> None:
     model = meta_transformer(AIPROD_19B)
     assert all(p.is_meta for p in model.parameters())
-    assert count(model) == 18_795_780_224  # 40 blocks of 467,239,488 plus embeddings and head
+    assert count(model) == 19_222_059_648
     assert 18.5e9 <= count(model) <= 19.5e9
+    blocks = [name for name, _ in model.named_parameters() if name.startswith("blocks.")]
+    attention_and_mlp = sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if name.startswith("blocks.") and ("attn" in name or "mlp" in name) and "norm" not in name
+    )
+    assert 18.5e9 <= attention_and_mlp <= 19.5e9  # 56 blocks of 16 D^2
+    assert blocks
+    modulation = (
+        sum(p.numel() for p in model.time_modulation.parameters())
+        + sum(block.scale_shift_table.numel() for block in model.blocks)
+        + model.final_table.numel()
+    )
+    assert modulation / count(model) <= 0.02  # adaLN-single: one shared 6 D^2 linear
 
 
 def test_small_transformer_size() -> None:
-    assert count(meta_transformer(SMALL)) == 211_037_568
+    assert count(meta_transformer(SMALL)) == 156_778_368
     assert 100e6 <= count(meta_transformer(SMALL)) <= 300e6
 
 
 def test_tiny_transformer_is_small_and_real() -> None:
     torch.manual_seed(0)
     model = VideoTransformer(TINY.transformer)
-    assert count(model) == 484_224
+    assert count(model) == 411_072
     assert count(model) == count(meta_transformer(TINY))
     assert not any(p.is_meta for p in model.parameters())

@@ -19,7 +19,7 @@ from aiprod_core.checkpoints import (
     save_checkpoint,
     sidecar_path,
 )
-from aiprod_core.checkpoints.header import ALIASES_KEY, CONFIG_KEY, FORMAT_KEY
+from aiprod_core.checkpoints.header import ALIASES_KEY, CONFIG_KEY, FORMAT_KEY, FORMAT_VERSION
 from aiprod_core.errors import AiprodError
 from aiprod_core.models.presets import SMALL, TINY
 
@@ -83,7 +83,7 @@ def test_config_component_and_metadata_round_trip(saved: tuple[Mixed, Path]) -> 
     assert checkpoint.config == TINY
     assert checkpoint.component == "mixed"
     assert checkpoint.metadata["step"] == "12"
-    assert checkpoint.metadata[FORMAT_KEY] == "1"
+    assert checkpoint.metadata[FORMAT_KEY] == FORMAT_VERSION == "2"
     assert json.loads(checkpoint.metadata[CONFIG_KEY])["preset"] == "tiny"
 
 
@@ -315,7 +315,7 @@ def test_unexpected_trailing_bytes(saved: tuple[Mixed, Path]) -> None:
 
 def test_bad_tensor_bytes_fall_back_to_a_clear_error(tmp_path: Path) -> None:
     header = {"w": {"dtype": "NOPE", "shape": [1], "data_offsets": [0, 4]}}
-    meta = {CONFIG_KEY: TINY.model_dump_json(), FORMAT_KEY: "1", "aiprod.component": "x"}
+    meta = {CONFIG_KEY: TINY.model_dump_json(), FORMAT_KEY: FORMAT_VERSION, "aiprod.component": "x"}
     path = write_raw(tmp_path / "odd.safetensors", {**header, "__metadata__": meta}, b"\0" * 4)
     with pytest.raises(CheckpointError, match=r"odd\.safetensors: corrupt safetensors file"):
         read_checkpoint(path)
@@ -336,7 +336,11 @@ def test_invalid_config_json_names_the_field(tmp_path: Path) -> None:
     path = tmp_path / "bad-config.safetensors"
     broken = TINY.model_dump(mode="json")
     broken["transformer"]["hidden_dim"] = 4
-    meta = {CONFIG_KEY: json.dumps(broken), FORMAT_KEY: "1", "aiprod.component": "bundle"}
+    meta = {
+        CONFIG_KEY: json.dumps(broken),
+        FORMAT_KEY: FORMAT_VERSION,
+        "aiprod.component": "bundle",
+    }
     safetensors.torch.save_file({"w": torch.ones(2)}, path, metadata=meta)
     with pytest.raises(
         CheckpointError,
@@ -353,10 +357,10 @@ def test_unknown_format_and_bad_aliases(tmp_path: Path) -> None:
     meta = {CONFIG_KEY: TINY.model_dump_json(), FORMAT_KEY: "9", "aiprod.component": "bundle"}
     path = tmp_path / "future.safetensors"
     safetensors.torch.save_file({"w": torch.ones(2)}, path, metadata=meta)
-    with pytest.raises(CheckpointError, match=r"format '9' is not supported; expected format '1'"):
+    with pytest.raises(CheckpointError, match=r"format '9' is not supported; expected format '2'"):
         read_checkpoint(path)
     for aliases in ("[", '{"a": "missing"}', "[1]"):
-        meta = {**meta, FORMAT_KEY: "1", ALIASES_KEY: aliases}
+        meta = {**meta, FORMAT_KEY: FORMAT_VERSION, ALIASES_KEY: aliases}
         safetensors.torch.save_file({"w": torch.ones(2)}, path, metadata=meta)
         with pytest.raises(CheckpointError, match=r"future\.safetensors: corrupt aiprod\.aliases"):
             read_checkpoint(path)
@@ -384,6 +388,21 @@ def test_pickle_content_under_a_safetensors_name_is_refused(tmp_path: Path) -> N
     torch.save({"w": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
     with pytest.raises(CheckpointError, match=r"is a pickle file"):
         read_checkpoint(legacy)
+
+
+def test_safetensors_whose_header_length_looks_like_a_pickle_marker_is_read(
+    tmp_path: Path,
+) -> None:
+    """A header of 0x480 bytes starts the file with 0x80 0x04, pickle protocol 4's marker."""
+    path = tmp_path / "long-header.safetensors"
+    meta = {CONFIG_KEY: TINY.model_dump_json(), FORMAT_KEY: FORMAT_VERSION}
+    meta["aiprod.component"] = "bundle"
+    meta["padding"] = ""
+    size = int.from_bytes(safetensors.torch.save({"w": torch.ones(2)}, metadata=meta)[:8], "little")
+    meta["padding"] = "x" * (0x480 - size)
+    safetensors.torch.save_file({"w": torch.ones(2)}, path, metadata=meta)
+    assert path.read_bytes()[:2] == b"\x80\x04"
+    assert read_checkpoint(path).tensors["w"].tolist() == [1.0, 1.0]
 
 
 def test_allow_pickle_reads_a_weights_only_state_dict(tmp_path: Path) -> None:

@@ -19,22 +19,43 @@ from aiprod_core.diffusion import (
 from aiprod_core.models.configs import DiffusionConfig
 from aiprod_core.models.presets import TINY
 
-CONFIG = DiffusionConfig(base_shift=0.5, max_shift=1.15, base_tokens=256, max_tokens=4096)
+CONFIG = DiffusionConfig(
+    base_shift=0.5, max_shift=1.15, base_tokens=256, max_tokens=4096, terminal=None
+)
 
 
 def logit(p: torch.Tensor) -> torch.Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
-def test_mu_interpolates_and_clamps() -> None:
+def test_mu_is_the_line_through_the_anchors_extended() -> None:
     schedule = FlowMatchSchedule(CONFIG)
     assert schedule.mu(256) == pytest.approx(0.5)
     assert schedule.mu(4096) == pytest.approx(1.15)
     assert schedule.mu(2176) == pytest.approx(0.825)  # half way
-    assert schedule.mu(1) == pytest.approx(0.5)  # clamped below
-    assert schedule.mu(10**6) == pytest.approx(1.15)  # clamped above
+    slope = 0.65 / 3840
+    assert schedule.mu(1) == pytest.approx(0.5 - 255 * slope)  # extended below
+    assert schedule.mu(8192) == pytest.approx(1.15 + 4096 * slope)  # and above
     with pytest.raises(ValueError, match="num_tokens must be >= 1, got 0"):
         schedule.mu(0)
+
+
+def test_terminal_stretch_ends_the_grid_at_terminal() -> None:
+    stretched = FlowMatchSchedule(CONFIG.model_copy(update={"terminal": 0.1}))
+    plain = FlowMatchSchedule(CONFIG)
+    for steps, tokens in ((4, 256), (30, 1000), (40, 8192)):
+        sigmas, base = stretched.sigmas(steps, tokens), plain.sigmas(steps, tokens)
+        assert sigmas[0].item() == 1.0
+        assert sigmas[-1].item() == 0.0
+        assert sigmas[-2].item() == pytest.approx(0.1, abs=1e-6)
+        assert torch.all(sigmas[1:] < sigmas[:-1])
+        # 1 - sigma is scaled by one factor: ratios of (1 - sigma) are the plain grid's
+        ratio = (1 - sigmas[1:-1].double()) / (1 - base[1:-1].double())
+        torch.testing.assert_close(
+            ratio, torch.full_like(ratio, ratio[0].item()), rtol=1e-4, atol=0
+        )
+    assert TINY.diffusion.terminal is None
+    assert DiffusionConfig().terminal == 0.1
 
 
 def test_shift_formula_at_known_points() -> None:
@@ -54,7 +75,7 @@ def test_sigmas_endpoints_dtype_and_monotonicity() -> None:
     schedule = FlowMatchSchedule(TINY.diffusion)
     assert isinstance(schedule, Scheduler)
     for steps in (1, 2, 7, 30, 200):
-        for tokens in (1, 64, 300, 1024, 10**5):
+        for tokens in (1, 64, 300, 1024, 4096):
             sigmas = schedule.sigmas(steps, tokens)
             assert sigmas.dtype == torch.float32
             assert sigmas.shape == (steps + 1,)
@@ -76,7 +97,8 @@ def test_shift_grows_with_token_count() -> None:
     grids = [schedule.sigmas(10, tokens) for tokens in (256, 1000, 2000, 4096)]
     for smaller, larger in itertools.pairwise(grids):
         assert torch.all(larger[1:-1] > smaller[1:-1])
-    torch.testing.assert_close(schedule.sigmas(10, 8), grids[0])  # clamped: no extrapolation
+    below = schedule.sigmas(10, 8)  # extended below the first anchor: less shift
+    assert torch.all(below[1:-1] < grids[0][1:-1])
 
 
 def test_rejects_zero_steps() -> None:

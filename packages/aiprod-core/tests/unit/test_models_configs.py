@@ -54,7 +54,9 @@ def test_transformer_derived_sizes() -> None:
     ("changes", "message"),
     [
         ({"hidden_dim": 100, "num_heads": 3}, "divisible by num_heads"),
-        ({"hidden_dim": 64, "num_heads": 4}, "divisible by 6"),
+        ({"hidden_dim": 28, "num_heads": 4}, "even and at least 6"),
+        ({"hidden_dim": 16, "num_heads": 4}, "even and at least 6"),
+        ({"rope_max_positions": (1.0, 0.0, 2.0)}, "rope_max_positions entries must be > 0"),
         ({"patch_size": (0, 2, 2)}, "patch_size entries must be >= 1"),
     ],
 )
@@ -102,6 +104,7 @@ def test_diffusion_token_range() -> None:
         ("transformer", "in_channels", 9, "must equal vae.latent_channels"),
         ("upsampler", "latent_channels", 9, "upsampler.latent_channels must equal"),
         ("transformer", "text_dim", 32, "must equal text_encoder.dim"),
+        ("transformer", "latent_scale", (4, 4), r"latent_scale \(4, 4\) must equal the VAE's"),
     ],
 )
 def test_model_config_cross_checks(part: str, field: str, value: int, message: str) -> None:

@@ -23,11 +23,16 @@ def build(seed: int = 0, config: TransformerConfig = CONFIG) -> VideoTransformer
 
 
 def perturbed(seed: int = 0, config: TransformerConfig = CONFIG) -> VideoTransformer:
-    """A model whose zero-initialised final projection has been given random weights."""
+    """A model whose zero-initialised parts (final projection, modulation gates, per-block
+    and final tables) have been given random weights, as training would."""
     model = build(seed, config)
     with torch.no_grad():
         nn.init.normal_(model.final_proj.weight, std=0.5)
         nn.init.normal_(model.final_proj.bias, std=0.5)
+        nn.init.normal_(model.time_modulation.weight, std=0.05)
+        nn.init.normal_(model.final_table, std=0.1)
+        for block in model.blocks:
+            nn.init.normal_(block.scale_shift_table, std=0.1)
     return model
 
 
@@ -81,14 +86,78 @@ def test_bad_input_shapes_are_named() -> None:
         ValueError, match=r"latents must be \[B, 8, T, H, W\], got \(2, 4, 3, 6, 10\)"
     ):
         model(latents[:, :4], sigma, text, mask)
-    with pytest.raises(ValueError, match=r"sigma must be \[B\] = \[2\], got \(2, 1\)"):
+    with pytest.raises(ValueError, match=r"sigma must be \[B\] = \[2\] or \[B, N\] = \[2, 45\]"):
         model(latents, sigma[:, None], text, mask)
+    with pytest.raises(ValueError, match=r"sigma must be \[B\] = \[2\] or \[B, N\]"):
+        model(latents, sigma[:1], text, mask)
     with pytest.raises(ValueError, match=r"text must be \[2, L, 64\], got \(2, 7, 32\)"):
         model(latents, sigma, text[..., :32], mask)
     with pytest.raises(ValueError, match=r"text_mask must be bool \[2, 7\], got torch.int64"):
         model(latents, sigma, text, mask.long())
     with pytest.raises(ValueError, match=r"text_mask must be bool \[2, 7\]"):
         model(latents, sigma, text, mask[:, :3])
+
+
+def test_every_block_starts_as_the_identity() -> None:
+    """adaLN-Zero: the gates of the shared modulation and the per-block tables start at 0."""
+    model = build()
+    _latents, sigma, text, mask = inputs()
+    x = torch.randn(2, 45, CONFIG.hidden_dim)
+    cond = model.time_modulation(torch.nn.functional.silu(model.time_embed(sigma[:, None])))
+    cond = cond.unflatten(-1, (6, -1))
+    rope = (torch.ones(1, 45, CONFIG.head_dim // 2), torch.zeros(1, 45, CONFIG.head_dim // 2))
+    context = model.text_proj(text)
+    for block in model.blocks:
+        torch.testing.assert_close(
+            block(x, cond, rope, context, mask),
+            x + block.cross_attn(block.cross_norm(x), context, mask),
+        )
+    assert model.time_modulation.weight[2 * 96 : 3 * 96].abs().max() == 0
+    assert model.time_modulation.weight[5 * 96 :].abs().max() == 0
+    assert model.time_modulation.weight[: 2 * 96].abs().max() > 0
+
+
+def test_modulation_is_shared_and_small() -> None:
+    model = build()
+    assert not any(
+        name.endswith("modulation.weight") for name, _ in model.blocks.named_parameters()
+    )
+    assert [tuple(block.scale_shift_table.shape) for block in model.blocks] == [(6, 96)] * 2
+
+
+def test_uniform_per_token_sigma_equals_per_sample_sigma() -> None:
+    model = perturbed()
+    latents, sigma, text, mask = inputs()
+    per_token = sigma[:, None].expand(2, 45)
+    torch.testing.assert_close(
+        model(latents, per_token, text, mask), model(latents, sigma, text, mask)
+    )
+
+
+def test_each_token_is_modulated_by_its_own_sigma() -> None:
+    model = perturbed()
+    latents, sigma, text, mask = inputs()
+    per_token = sigma[:, None].expand(2, 45).clone()
+    per_token[:, :15] = 0.0  # the first latent frame is clean
+    clean_first = model(latents, per_token, text, mask)
+    uniform = model(latents, sigma, text, mask)
+    assert (clean_first[:, :, 0] - uniform[:, :, 0]).abs().max() > 1e-3
+    # a token's own sigma matters more to it than to the others: compare the changes
+    own = (clean_first[:, :, 0] - uniform[:, :, 0]).abs().mean()
+    others = (clean_first[:, :, 2] - uniform[:, :, 2]).abs().mean()
+    assert own > others
+
+
+def test_frame_rate_moves_tokens_in_time() -> None:
+    model = perturbed()
+    latents, sigma, text, mask = inputs()
+    at_24 = model(latents, sigma, text, mask, fps=24.0)
+    assert torch.equal(at_24, model(latents, sigma, text, mask))  # the default
+    assert (model(latents, sigma, text, mask, fps=6.0) - at_24).abs().max() > 1e-4
+    one_frame, sigma, text, mask = inputs(size=(1, 6, 10))
+    torch.testing.assert_close(  # a single frame sits at time 0 whatever the rate
+        model(one_frame, sigma, text, mask, fps=6.0), model(one_frame, sigma, text, mask)
+    )
 
 
 def test_scalar_sigma_applies_to_the_whole_batch() -> None:

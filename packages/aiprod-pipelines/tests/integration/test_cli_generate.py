@@ -161,7 +161,7 @@ def test_json_result_describes_the_file_and_random_weights(
         32,
         32,
     )
-    assert result["fps"] == 24
+    assert result["fps"] == get_preset("tiny").generation.fps  # the model's default
     assert result["seconds"] > 0
     assert (result["seed"], result["steps"]) == (0, 2)
     assert result["guidance_scale"] == get_preset("tiny").diffusion.default_guidance
@@ -300,19 +300,45 @@ def test_two_stage_writes_the_full_size(tmp_path: Path, capsys: pytest.CaptureFi
     assert gif_frames(out)[0][0].shape == (32, 32, 3)
 
 
-def test_image_to_video_starts_from_the_image(
+def test_sizes_left_out_are_the_models_defaults(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    image = tmp_path / "start.png"
-    Image.new("RGB", (48, 40), (200, 30, 30)).save(image)
     out = tmp_path / "out.mp4"
-
     status, stdout, stderr = run(
-        capsys, "it moves", "--image", str(image), "-o", str(out), *RANDOM, *FAST, "--json"
+        capsys, "waves", "-o", str(out), *RANDOM, "--steps", "1", "--device", "cpu", "--json"
     )
 
     assert status == 0, stderr
-    assert json.loads(stdout)["pipeline"] == "image-to-video"
+    defaults = get_preset("tiny").generation
+    result = json.loads(stdout)
+    assert (result["width"], result["height"], result["frames"], result["fps"]) == (
+        defaults.width,
+        defaults.height,
+        defaults.frames,
+        defaults.fps,
+    )
+    frames, fps = ffmpeg_decode(out, defaults.width, defaults.height)
+    assert frames.shape == (defaults.frames, defaults.height, defaults.width, 3)
+    assert fps == pytest.approx(defaults.fps)
+
+
+@pytest.mark.parametrize("keyframes", [["start.png"], ["start.png", "end.png@4"]])
+def test_image_to_video_starts_from_the_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keyframes: list[str]
+) -> None:
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(tmp_path / "start.png")
+    Image.new("RGB", (40, 48), (30, 30, 200)).save(tmp_path / "end.png")
+    images = [arg for name in keyframes for arg in ("--image", str(tmp_path / name))]
+    out = tmp_path / "out.mp4"
+
+    status, stdout, stderr = run(
+        capsys, "it moves", *images, "-o", str(out), *RANDOM, *FAST, "--json"
+    )
+
+    assert status == 0, stderr
+    result = json.loads(stdout)
+    assert result["pipeline"] == "image-to-video"
+    assert [image["frame"] for image in result["images"]] == [0, 4][: len(keyframes)]
     frames, _ = ffmpeg_decode(out, 32, 32)
     assert frames.shape == (5, 32, 32, 3)
 
@@ -342,7 +368,7 @@ def test_unreadable_image_is_a_usage_error(
 
     assert status == 2
     assert len(stderr.splitlines()) == 1
-    assert stderr.startswith("error: --image: cannot read ")
+    assert stderr.startswith(f"error: --image {image}: cannot read ")
     assert expected in stderr
 
 
@@ -527,6 +553,7 @@ def test_console_script_runs_in_a_fresh_process(tmp_path: Path) -> None:
     )
 
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.startswith(f"wrote {out} (5 frames, 32x32, 24 fps)")
+    fps = get_preset("tiny").generation.fps
+    assert completed.stdout.startswith(f"wrote {out} (5 frames, 32x32, {fps} fps)")
     assert completed.stderr.strip() == WARNING
     assert out.is_file()

@@ -20,6 +20,7 @@ from PIL import Image
 
 from aiprod_pipelines.pipelines import (
     GenerationRequest,
+    ImageCondition,
     ImageToVideoPipeline,
     InvalidRequestError,
     LoadedModel,
@@ -52,7 +53,7 @@ def round_trip(tiny: LoadedModel, image: np.ndarray, width: int, height: int) ->
     """uint8 [H, W, 3]: the VAE's reconstruction of the prepared image."""
     vae = tiny.model.vae
     with torch.inference_mode():
-        latent = vae.encode(prepare_image(image, width, height)).mode()
+        latent = vae.normalize(vae.encode(prepare_image(image, width, height)).mode())
         return video_to_uint8(decode_latents(vae, latent))[0]
 
 
@@ -117,4 +118,47 @@ def test_invalid_request_and_image_are_refused(
     assert info.value.field == "frames"
     with pytest.raises(InvalidRequestError, match=r"missing\.png") as info:
         pipeline(REQUEST, tmp_path / "missing.png")
+    assert info.value.field == "image"
+
+
+def test_keyframes_pin_the_first_and_the_last_frame(
+    pipeline: ImageToVideoPipeline, tiny: LoadedModel
+) -> None:
+    """frames=5 with temporal compression 2: latent frames 0 | 1-2 | 3-4; the image at frame
+    4 is encoded as a still clip and fills latent frame 2 (video frames 3 and 4)."""
+    first, last = kite_image(seed=0), 255 - kite_image(seed=1)
+    video = pipeline(REQUEST, [ImageCondition(first), ImageCondition(last, frame=4)])
+    vae = tiny.model.vae
+    with torch.inference_mode():
+        still = prepare_image(last, 16, 16).expand(-1, -1, 3, -1, -1)
+        expected = vae.normalize(vae.encode(still).mode())[:, :, 1:2]
+    torch.testing.assert_close(video.latents[:, :, 2:3], expected.float(), rtol=0, atol=1e-5)
+    assert int((video.frames[0].int() - round_trip(tiny, first, 16, 16).int()).abs().max()) <= 1
+    only_first = pipeline(REQUEST, first)
+    assert torch.equal(only_first.latents[:, :, 0], video.latents[:, :, 0])
+    assert mean_abs(only_first.frames[3:], video.frames[3:]) > 5  # the keyframe decides the end
+
+
+def test_continuation_pins_leading_frames(pipeline: ImageToVideoPipeline) -> None:
+    images = [ImageCondition(kite_image(seed=0)), ImageCondition(kite_image(seed=3), frame=1)]
+    video = pipeline(REQUEST, images)
+    again = pipeline(dataclasses.replace(REQUEST, seed=5), images)
+    assert torch.equal(video.latents[:, :, :2], again.latents[:, :, :2])  # pinned
+    assert not torch.equal(video.latents[:, :, 2], again.latents[:, :, 2])  # generated
+
+
+@pytest.mark.fault("errors")
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        ([5], r"image frame 5 is outside the video: use a frame from 0 to 4 \(frames=5\)"),
+        ([0, 3, 4], r"image frames 3 and 4 fall in the same latent frame \(frames 3\.\.4"),
+    ],
+)
+def test_image_frames_that_do_not_fit_are_refused(
+    pipeline: ImageToVideoPipeline, frames: list[int], message: str
+) -> None:
+    images = [ImageCondition(kite_image(), frame=frame) for frame in frames]
+    with pytest.raises(InvalidRequestError, match=message) as info:
+        pipeline(REQUEST, images)
     assert info.value.field == "image"

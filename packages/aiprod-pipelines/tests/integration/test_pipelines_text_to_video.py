@@ -37,6 +37,14 @@ def relative_change(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().mean() / b.abs().mean())
 
 
+def test_sizes_left_out_come_from_the_model(pipeline: TextToVideoPipeline) -> None:
+    video = pipeline(GenerationRequest("a red kite over green hills", steps=1))
+    defaults = pipeline.model_config.generation
+    assert video.frames.shape == (defaults.frames, defaults.height, defaults.width, 3)
+    assert (video.fps, video.request.steps) == (defaults.fps, 1)
+    assert video.request.guidance_scale == pipeline.model_config.diffusion.default_guidance
+
+
 def test_output_shape_range_and_metadata(pipeline: TextToVideoPipeline) -> None:
     video = pipeline(REQUEST)
     assert video.frames.shape == (5, 16, 16, 3)
@@ -44,8 +52,8 @@ def test_output_shape_range_and_metadata(pipeline: TextToVideoPipeline) -> None:
     assert video.frames.device.type == "cpu"
     assert video.latents.shape == (1, 8, 3, 4, 4)
     assert video.latents.dtype == torch.float32
-    assert (video.fps, video.seed) == (24, 0)
-    assert video.request == REQUEST
+    assert (video.fps, video.seed) == (8, 0)  # the tiny preset's default frame rate
+    assert video.request == REQUEST.resolved(pipeline.model_config)
     # A real picture, not a constant or a saturated one.
     assert float(video.frames.float().std()) > 5
     assert int(video.frames.min()) < 128 < int(video.frames.max())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 import torch
@@ -57,7 +58,7 @@ def test_stages_compose_as_described(
 ) -> None:
     """Stage 1 runs at half size on the full schedule; stage 2 refines the upsampled,
     renoised latents along the schedule's tail from refine_strength."""
-    seen: list[tuple[tuple[int, ...], list[float]]] = []
+    seen: list[tuple[tuple[int, ...], list[float], float]] = []
     original = TwoStagePipeline.denoise
 
     def spy(
@@ -66,20 +67,40 @@ def test_stages_compose_as_described(
         sigmas: torch.Tensor,
         prompts: PromptEmbeddings,
         *args: object,
+        pixel_scale: float = 1.0,
     ) -> torch.Tensor:
-        seen.append((tuple(latents.shape), sigmas.tolist()))
-        return original(self, latents, sigmas, prompts, *args)  # type: ignore[arg-type]
+        seen.append((tuple(latents.shape), sigmas.tolist(), pixel_scale))
+        return original(self, latents, sigmas, prompts, *args, pixel_scale=pixel_scale)  # type: ignore[arg-type]
 
     monkeypatch.setattr(TwoStagePipeline, "denoise", spy)
     pipeline(REQUEST, refine_steps=3, refine_strength=0.4)
-    (small_shape, small_sigmas), (full_shape, tail) = seen
+    (small_shape, small_sigmas, small_scale), (full_shape, tail, full_scale) = seen
     assert small_shape == (1, 8, 3, 2, 4)
     assert full_shape == (1, 8, 3, 4, 8)
+    # stage 1's tokens sit at the full-size video's pixels, like the upsampled ones
+    assert (small_scale, full_scale) == (2, 1.0)
     schedule = FlowMatchSchedule(pipeline.model_config.diffusion)
     assert small_sigmas == schedule.sigmas(3, 3 * 1 * 2).tolist()
     assert len(tail) == 4
     assert tail[0] == pytest.approx(0.4)
     assert tail[-1] == 0.0
+
+
+def test_an_untrained_upsampler_is_warned_about(
+    pipeline: TwoStagePipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert not pipeline.model.upsampler.trained
+    with caplog.at_level(logging.WARNING):
+        pipeline(REQUEST, refine_steps=1)
+    assert any("upsampler has never been trained" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    pipeline.model.upsampler.trained_steps.fill_(10)
+    try:
+        with caplog.at_level(logging.WARNING):
+            pipeline(REQUEST, refine_steps=1)
+    finally:
+        pipeline.model.upsampler.trained_steps.fill_(0)
+    assert not any("never been trained" in r.getMessage() for r in caplog.records)
 
 
 def test_refine_strength_changes_the_result(pipeline: TwoStagePipeline) -> None:

@@ -18,6 +18,7 @@ from aiprod_pipelines.server.testing import LiveServer, SyntheticVideoGenerator,
 pytestmark = [pytest.mark.integration, pytest.mark.fault("server")]
 
 VALID = {"prompt": "waves at dusk", "width": 64, "height": 32, "frames": 9}
+CHUNK = 256 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +56,8 @@ def test_declared_oversized_body_is_413_without_reading_it(server: LiveServer) -
 def test_streamed_oversized_body_is_413(server: LiveServer) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"prompt": "'
-        for _ in range(64):
-            yield b"y" * 16 * 1024
+        for _ in range(MAX_BODY_BYTES // CHUNK + 1):
+            yield b"y" * CHUNK
         yield b'"}'
 
     answer = post(server, content=chunks(), headers={"Content-Type": "application/json"})

@@ -135,6 +135,7 @@ def test_job_lifecycle_ends_in_a_readable_mp4(serve: Callable[..., Any], tmp_pat
         "negative_prompt": "",
         "steps": None,
         "guidance_scale": None,
+        "images": [],
     }
     assert job["content_url"] == f"/v1/videos/{accepted['id']}/content"
 

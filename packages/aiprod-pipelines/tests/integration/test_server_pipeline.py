@@ -7,6 +7,8 @@ checkpoint -> TextToVideoPipeline -> mp4. The video is read back with imageio-ff
 
 from __future__ import annotations
 
+import base64
+import io
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from aiprod_core.checkpoints import save_checkpoint
 from aiprod_core.config import AiprodConfig
@@ -153,6 +156,46 @@ def test_the_same_seed_gives_the_same_video(client: httpx.Client, tmp_path: Path
     assert videos[0] == videos[1]
     other = run_job(client, {**body, "seed": 12})
     assert client.get(other["content_url"]).content != videos[0]
+
+
+def png_data(colour: tuple[int, int, int]) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 24), colour).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_an_image_job_runs_image_to_video_at_the_models_default_size(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    defaults = get_preset("tiny").generation
+    images = [{"data": png_data((200, 0, 0))}, {"data": png_data((0, 0, 200)), "frame": 8}]
+    job = run_job(client, {"prompt": "a ball", "steps": 2, "seed": 1, "images": images})
+    assert job["status"] == "succeeded", job
+    request = job["request"]
+    assert (request["width"], request["height"], request["frames"], request["fps"]) == (
+        defaults.width,
+        defaults.height,
+        defaults.frames,
+        defaults.fps,
+    )
+    assert [image["frame"] for image in request["images"]] == [0, 8]
+    content = client.get(job["content_url"]).content
+    frames = decode(content, tmp_path, height=defaults.height, width=defaults.width)
+    assert frames.shape == (defaults.frames, defaults.height, defaults.width, 3)
+
+
+def test_image_frames_the_model_cannot_take_get_422_before_queueing(
+    client: httpx.Client,
+) -> None:
+    temporal = get_preset("tiny").vae.temporal_compression
+    images = [
+        {"data": png_data((200, 0, 0)), "frame": 1},
+        {"data": png_data((0, 0, 200)), "frame": temporal},
+    ]
+    answer = client.post("/v1/videos", json={"prompt": "a ball", "images": images})
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "images.1.frame"
+    assert "fall in the same latent frame" in answer.json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,14 @@ import httpx
 import pytest
 
 from aiprod_core.config import ServingConfig
+from aiprod_core.models.configs import GenerationDefaults
 from aiprod_pipelines.server import ServerSettings, create_app
-from aiprod_pipelines.server.testing import LiveServer, SyntheticVideoGenerator, wait_until
+from aiprod_pipelines.server.testing import (
+    SYNTHETIC_DEFAULTS,
+    LiveServer,
+    SyntheticVideoGenerator,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +33,11 @@ VALID = {"prompt": "waves at dusk", "width": 64, "height": 32, "frames": 9}
 
 
 def start(
-    tmp_path: Path, *, token: str | None, open_paths: frozenset[str] = frozenset()
+    tmp_path: Path,
+    *,
+    token: str | None,
+    open_paths: frozenset[str] = frozenset(),
+    generator: SyntheticVideoGenerator | None = None,
 ) -> LiveServer:
     settings = ServerSettings(
         serving=ServingConfig(default_model="aiprod-tiny", **LIMITS),
@@ -36,7 +46,7 @@ def start(
         open_paths=frozenset({"/healthz"}) | open_paths,
         shutdown_grace_seconds=5.0,
     )
-    live = LiveServer(create_app(settings, SyntheticVideoGenerator())).start()
+    live = LiveServer(create_app(settings, generator or SyntheticVideoGenerator())).start()
     assert wait_until(
         lambda: httpx.get(f"{live.url}/readyz", headers=auth(TOKEN)).status_code == 200, 30.0
     )
@@ -169,13 +179,48 @@ def test_invalid_requests_get_422_naming_the_field(
 
 
 @pytest.mark.fault("server")
-@pytest.mark.parametrize("missing", ["prompt", "width", "height", "frames"])
-def test_missing_required_fields_are_named(secured: LiveServer, missing: str) -> None:
-    body = {key: value for key, value in VALID.items() if key != missing}
+def test_a_missing_prompt_is_named(secured: LiveServer) -> None:
+    body = {key: value for key, value in VALID.items() if key != "prompt"}
     answer = httpx.post(secured.url + "/v1/videos", json=body, headers=auth(TOKEN), timeout=10)
     assert answer.status_code == 422
-    assert answer.json()["field"] == missing
-    assert answer.json()["detail"] == f"{missing}: Field required"
+    assert answer.json()["field"] == "prompt"
+    assert answer.json()["detail"] == "prompt: Field required"
+
+
+def test_sizes_left_out_are_the_served_models_defaults(secured: LiveServer) -> None:
+    with httpx.Client(base_url=secured.url, headers=auth(TOKEN), timeout=10) as client:
+        submitted = client.post("/v1/videos", json={"prompt": "waves", "height": 16})
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+        assert wait_until(
+            lambda: client.get(f"/v1/videos/{job_id}").json()["status"] == "succeeded", 30.0
+        )
+        request = client.get(f"/v1/videos/{job_id}").json()["request"]
+    defaults = SYNTHETIC_DEFAULTS
+    assert (request["width"], request["height"], request["frames"], request["fps"]) == (
+        defaults.width,
+        16,
+        defaults.frames,
+        defaults.fps,
+    )
+
+
+@pytest.mark.fault("server")
+def test_a_model_default_over_a_serving_limit_is_named(tmp_path: Path) -> None:
+    big = GenerationDefaults(width=256, height=32, frames=9, fps=24)
+    live = start(tmp_path, token=None, generator=SyntheticVideoGenerator(defaults=big))
+    try:
+        answer = httpx.post(live.url + "/v1/videos", json={"prompt": "waves"}, timeout=10)
+        assert answer.status_code == 422
+        assert answer.json()["field"] == "width"
+        assert answer.json()["detail"] == (
+            "width: width=256 (the model's default) is over serving.max_width (128): give "
+            "width <= 128"
+        )
+        fitting = {"prompt": "waves", "width": 64}
+        assert httpx.post(live.url + "/v1/videos", json=fitting, timeout=10).status_code == 202
+    finally:
+        live.stop()
 
 
 @pytest.mark.fault("server")

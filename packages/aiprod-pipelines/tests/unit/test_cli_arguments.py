@@ -9,13 +9,14 @@ from __future__ import annotations
 import runpy
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 import torch
 
+from aiprod_core.models import get_preset
 from aiprod_pipelines.cli import main
-from aiprod_pipelines.cli.arguments import DTYPES, UsageError, parse_arguments
-from aiprod_pipelines.pipelines import GenerationRequest
+from aiprod_pipelines.cli.arguments import DTYPES, ImageOption, UsageError, parse_arguments
 
 
 def test_console_script_entry_point_resolves_to_main() -> None:
@@ -34,9 +35,14 @@ def test_help_shows_examples_and_defaults(capsys: pytest.CaptureFixture[str]) ->
     assert '  aiprod-generate "a red circle moving left" -o circle.mp4\n' in text
     assert "--random-weights --preset tiny" in text
     assert "exit status:" in text
-    defaults = GenerationRequest(prompt="x")
-    assert f"frame width in pixels ({defaults.width})" in text
-    assert f"number of frames ({defaults.frames})" in text
+    assert "--image first.png --image last.png@8" in text
+    # sizes come from the model, so --help names no fixed number for them
+    assert "frame width in pixels (default: the model's)" in text
+    assert "number of frames (default: the model's)" in text
+    assert "frames per second (default: the model's)" in text
+    tiny = get_preset("tiny").generation
+    sizes = f"{tiny.width}x{tiny.height}, {tiny.frames} frames at {tiny.fps} fps"
+    assert f"e.g. {sizes} for the tiny preset" in " ".join(text.split())
     assert "refinement steps of --two-stage (4)" in text
 
 
@@ -66,6 +72,7 @@ def test_python_dash_m_runs_the_same_command(
         (["p", "--model", "m", "--checkpoint", "c.safetensors"], "--checkpoint and --model"),
         (["p", "--checkpoint", "c.st", "--random-weights"], "--checkpoint and --random-weights"),
         (["p", "--image", "i.png", "--two-stage"], "--image and --two-stage cannot be used"),
+        (["p", "--image", "a.png@9", "--two-stage"], "--image and --two-stage cannot be used"),
         (["p", "--preset", "tiny"], "--preset only applies with --random-weights"),
         (["p", "--refine-steps", "2"], "--refine-steps only applies with --two-stage"),
         (["p", "--device", "toaster"], "--device 'toaster' is not a torch device"),
@@ -113,7 +120,31 @@ def test_parsed_namespace_carries_torch_device_and_dtype() -> None:
     assert plain.torch_device is None
     assert plain.torch_dtype is None
     assert plain.output is None
-    assert plain.width is None  # the request's own default applies
+    assert plain.width is None  # the model's default applies
+    assert plain.image is None
+
+
+def test_image_is_repeatable_and_keeps_each_frame() -> None:
+    args = parse_arguments(["p", "--image", "a.png@4", "--image", "a.png@4", "--image", "b.jpg"])
+
+    assert args.image == [
+        ImageOption("a.png@4", Path("a.png"), 4),
+        ImageOption("a.png@4", Path("a.png"), 4),  # a clash is refused once frames are known
+        ImageOption("b.jpg", Path("b.jpg"), 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "frame"),
+    [
+        ("a.png@x", "a.png@x", 0),  # not a number: the whole text is the path
+        ("me@2x.png", "me@2x.png", 0),
+        ("dir@1/a.png@16", "dir@1/a.png", 16),
+        ("a.png@007", "a.png", 7),
+    ],
+)
+def test_image_frame_suffix_is_only_a_number(text: str, path: str, frame: int) -> None:
+    assert parse_arguments(["p", "--image", text]).image == [ImageOption(text, Path(path), frame)]
 
 
 @pytest.mark.parametrize(("name", "dtype"), sorted(DTYPES.items()))

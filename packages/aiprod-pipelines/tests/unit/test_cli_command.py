@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from aiprod_core.errors import ConfigError
+from aiprod_core.models import get_preset
 from aiprod_pipelines.cli import GenerationResult, command, main
-from aiprod_pipelines.video_io import VideoIOError
+from aiprod_pipelines.pipelines import ImageCondition, ResolvedRequest
+from aiprod_pipelines.video_io import VideoIOError, read_video
 
 
 def result(format: str = "mp4", path: str = "out.mp4") -> GenerationResult:
@@ -43,6 +50,7 @@ def test_json_has_machine_readable_fields() -> None:
     assert data["seconds"] == 3.21
     assert data["model"]["source"] == "checkpoint x"
     assert data["warnings"] == []
+    assert data["images"] == []
 
 
 @pytest.mark.parametrize(
@@ -147,3 +155,167 @@ def test_an_unknown_suffix_points_to_the_format_flag(capsys: pytest.CaptureFixtu
         "path without a suffix for a folder of PNG frames, or choose the format with --format "
         "(mp4, gif, png)\n"
     )
+
+
+RANDOM_TINY = ["--random-weights", "--preset", "tiny", "--device", "cpu"]
+
+
+def write_png(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> Path:
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+@pytest.mark.fault("cli")
+@pytest.mark.usefixtures("no_model_load")
+@pytest.mark.parametrize(
+    ("images", "expected"),
+    [
+        (
+            ["{a}@-1"],
+            (
+                "argument --image: image '{a}@-1': frame -1 is negative; use PATH@FRAME with "
+                "FRAME >= 0 (see aiprod-generate --help)"
+            ),
+        ),
+        (["@3"], "argument --image: image '@3' names no file"),
+        (["{a}@x"], "--image {a}@x: cannot read {a}@x: unsupported image suffix '.png@x'"),
+        (
+            ["{folder}/me@x.png"],
+            "--image {folder}/me@x.png: cannot read {folder}/me@x.png: no such",
+        ),
+        (["{a}", "{b}@2", "{missing}@4"], "--image {missing}@4: cannot read {missing}: no such"),
+        (
+            ["{a}@99"],
+            (
+                "--image {a}@99: image frame 99 is outside the video: use a frame from 0 to 8 "
+                "(frames=9)"
+            ),
+        ),
+        (["{a}@9"], "--image {a}@9: image frame 9 is outside the video"),
+        (
+            ["{a}@4", "{b}@4"],
+            (
+                "--image {b}@4: image frames 4 and 4 fall in the same latent frame (frames 3..4 "
+                "are encoded together): use one image per group of frames"
+            ),
+        ),
+        (["{a}", "{b}@0"], "--image {b}@0: two images are pinned to frame 0"),
+        (["{a}@3", "{b}@8", "{a}@4"], "--image {a}@4: image frames 3 and 4 fall in the same"),
+    ],
+)
+def test_bad_images_exit_2_naming_the_image_before_the_model_is_loaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], images: list[str], expected: str
+) -> None:
+    names = {
+        "a": write_png(tmp_path / "a.png", (200, 10, 10)),
+        "b": write_png(tmp_path / "b.png", (10, 10, 200)),
+        "missing": tmp_path / "missing.png",
+        "folder": tmp_path,
+    }
+    out = tmp_path / "out.mp4"
+    options = [arg for text in images for arg in ("--image", text.format(**names))]
+
+    assert main(["a ball", "-o", str(out), *RANDOM_TINY, "--frames", "9", *options]) == 2
+
+    captured = capsys.readouterr()
+    error = captured.err.splitlines()[-1]  # the random-weights warning may come first
+    assert error.startswith("error: " + expected.format(**names))
+    assert captured.out == ""
+    assert not out.exists()
+
+
+@pytest.mark.fault("cli")
+@pytest.mark.usefixtures("no_model_load")
+def test_image_frames_are_checked_against_the_models_default_frame_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames = get_preset("tiny").generation.frames
+    image = write_png(tmp_path / "a.png", (200, 10, 10))
+    argv = ["a ball", "-o", str(tmp_path / "o.mp4"), *RANDOM_TINY, "--image", f"{image}@{frames}"]
+
+    assert main(argv) == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert f"image frame {frames} is outside the video: use a frame from 0 to {frames - 1}" in error
+
+
+@pytest.mark.fault("cli")
+@pytest.mark.usefixtures("no_model_load")
+def test_a_gif_frame_rate_is_checked_before_the_model_is_loaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["a ball", "-o", str(tmp_path / "o.gif"), *RANDOM_TINY, "--fps", "60"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("error: --fps 60: ")
+
+
+@pytest.fixture
+def stub_generation(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Load nothing and generate black frames; record what the pipeline was given."""
+    seen: dict[str, Any] = {}
+
+    def load_model(*args: object, **kwargs: object) -> SimpleNamespace:
+        return SimpleNamespace(model=None, model_config=get_preset("tiny"), source="stub")
+
+    def run_pipeline(
+        loaded: object, request: ResolvedRequest, args: object, images: list[ImageCondition]
+    ) -> SimpleNamespace:
+        seen["request"], seen["images"] = request, images
+        shape = (request.frames, request.height, request.width, 3)
+        return SimpleNamespace(frames=torch.zeros(shape, dtype=torch.uint8))
+
+    monkeypatch.setattr(command, "load_model", load_model)
+    monkeypatch.setattr(command, "_run_pipeline", run_pipeline)
+    return seen
+
+
+def test_values_left_out_come_from_the_model_and_are_used_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stub_generation: dict[str, Any]
+) -> None:
+    tiny = get_preset("tiny")
+    defaults = tiny.generation
+    first = write_png(tmp_path / "first.png", (200, 10, 10))
+    last = write_png(tmp_path / "last.png", (10, 10, 200), size=(16, 20))
+    out = tmp_path / "out.mp4"
+    argv = ["a ball", "-o", str(out), *RANDOM_TINY, "--json", "--quiet"]
+    images = ["--image", str(first), "--image", f"{last}@{defaults.frames - 1}"]
+
+    assert main([*argv, *images]) == 0
+
+    result = json.loads(capsys.readouterr().out)
+    sizes = (result["width"], result["height"], result["frames"], result["fps"])
+    assert sizes == (defaults.width, defaults.height, defaults.frames, defaults.fps)
+    assert result["steps"] == tiny.diffusion.default_steps
+    assert result["guidance_scale"] == tiny.diffusion.default_guidance
+    assert result["pipeline"] == "image-to-video"
+    assert result["images"] == [
+        {"path": str(first), "frame": 0},
+        {"path": str(last), "frame": defaults.frames - 1},
+    ]
+    request = stub_generation["request"]
+    assert isinstance(request, ResolvedRequest)
+    assert (request.width, request.height, request.frames, request.fps) == sizes
+    conditions = stub_generation["images"]
+    assert [condition.frame for condition in conditions] == [0, defaults.frames - 1]
+    assert conditions[0].image.shape == (30, 40, 3)  # read up front, as uint8 pixels
+    assert np.all(conditions[1].image == np.array([10, 10, 200], dtype=np.uint8))
+    _, fps, meta = read_video(out)
+    assert (meta.frame_count, meta.width, meta.height) == (
+        defaults.frames,
+        defaults.width,
+        defaults.height,
+    )
+    assert fps == defaults.fps
+
+
+def test_given_values_override_the_models_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stub_generation: dict[str, Any]
+) -> None:
+    out = tmp_path / "out.mp4"
+    sizes = ["--width", "48", "--height", "16", "--frames", "5", "--fps", "12", "--steps", "3"]
+
+    assert main(["a ball", "-o", str(out), *RANDOM_TINY, *sizes, "--json", "--quiet"]) == 0
+
+    result = json.loads(capsys.readouterr().out)
+    assert (result["width"], result["height"], result["frames"], result["fps"]) == (48, 16, 5, 12)
+    assert (result["steps"], result["pipeline"], result["images"]) == (3, "text-to-video", [])
+    assert stub_generation["images"] == []
+    assert read_video(out)[1] == 12

@@ -11,6 +11,7 @@ from aiprod_pipelines.cli.outputs import (
     MAX_STEM,
     OutputError,
     OutputTarget,
+    check_frame_rate,
     check_output,
     choose_output,
     default_output,
@@ -182,6 +183,15 @@ def test_gif_fps_beyond_what_gif_stores_is_refused_early(tmp_path: Path) -> None
 
     with pytest.raises(OutputError, match=r"^--fps 60: .*fps must be between"):
         check_output(target, fps=60, overwrite=False)
+
+
+def test_the_frame_rate_waits_for_the_model_when_fps_is_not_given(tmp_path: Path) -> None:
+    target = OutputTarget(tmp_path / "a.gif", "gif")
+    check_output(target, fps=None, overwrite=False)  # the path only: fps comes from the model
+
+    with pytest.raises(OutputError, match=r"^--fps 60: .*fps must be between"):
+        check_frame_rate(target, 60)
+    check_frame_rate(OutputTarget(tmp_path / "a.mp4", "mp4"), 60)
 
 
 def test_write_output_rechecks_the_target(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ import torch
 
 from aiprod_core.diffusion import (
     ClassifierFreeGuidance,
+    Conditioning,
     EulerSampler,
-    FirstFrameCondition,
     FlowMatchSchedule,
+    FrameCondition,
     HeunSampler,
 )
 from aiprod_core.models.presets import TINY
@@ -110,12 +111,23 @@ def test_denoise_keeps_conditioned_frames_and_reports_steps() -> None:
         torch.tensor([1.0, 0.5, 0.0]),
         constant_prompts(1.0, 0.0),
         ClassifierFreeGuidance(1),
-        condition=FirstFrameCondition(clean),
+        condition=Conditioning([FrameCondition(clean)], (1, 1, 1)),
         callback=lambda step, sigma, latents: steps.append((step, sigma)),
     )
     assert torch.equal(out[:, :, :1], clean)
     torch.testing.assert_close(out[:, :, 1:], x[:, :, 1:] - 1.0)
     assert steps == [(0, 0.5), (1, 0.0)]
+
+
+def test_decode_denormalises_with_the_vae_statistics() -> None:
+    torch.manual_seed(0)
+    vae = CausalVideoVAE(TINY.vae).eval()
+    vae.latent_stats.set(torch.linspace(-1, 1, 8), torch.full((8,), 2.0))
+    latents = torch.randn(1, 8, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        decoded = decode_latents(vae, latents)
+        expected = vae.decode(latents * 2.0 + torch.linspace(-1, 1, 8).view(1, 8, 1, 1, 1))
+    torch.testing.assert_close(decoded, expected)
 
 
 def test_decode_tiled_and_untiled_agree(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from aiprod_core.config import AiprodConfig
 from aiprod_core.errors import AiprodError
+from aiprod_core.models.configs import GenerationDefaults
+from aiprod_core.models.presets import get_preset
 from aiprod_core.registry import RegistryError
 from aiprod_pipelines.server.generator import (
     InvalidVideoRequest,
@@ -120,23 +126,95 @@ def test_check_passes_for_random_weights_and_present_files(config: AiprodConfig)
 
 
 def test_generate_before_load_is_a_programming_error(config: AiprodConfig) -> None:
-    request = VideoRequest(prompt="x", width=16, height=16, frames=5)
+    request = VideoRequest(prompt="x", width=16, height=16, frames=5).resolved(GenerationDefaults())
+    generator = PipelineVideoGenerator(config, random_weights=True)
     with pytest.raises(RuntimeError, match="before load"):
-        PipelineVideoGenerator(config, random_weights=True).generate(request, lambda s, t: None)
+        generator.generate(request, lambda s, t: None)
+    with pytest.raises(RuntimeError, match="before load"):
+        generator.defaults()
+
+
+def png_data(size: tuple[int, int], colour: tuple[int, int, int]) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def truncated_jpeg() -> str:
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="JPEG")
+    raw = buffer.getvalue()
+    return base64.b64encode(raw[: len(raw) // 2]).decode()
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> PipelineVideoGenerator:
+    generator = PipelineVideoGenerator(
+        make_config(tmp_path_factory.mktemp("tiny")), random_weights=True, device="cpu"
+    )
+    generator.load()
+    return generator
+
+
+def test_the_served_models_defaults_fill_in_a_request(
+    tiny_generator: PipelineVideoGenerator,
+) -> None:
+    assert tiny_generator.defaults() == get_preset("tiny").generation
+    request = VideoRequest(prompt="dusk", steps=1).resolved(tiny_generator.defaults())
+    tiny_generator.validate(request)
+    frames = tiny_generator.generate(request, lambda step, total: None)
+    defaults = tiny_generator.defaults()
+    assert tuple(frames.shape) == (defaults.frames, defaults.height, defaults.width, 3)
+
+
+@pytest.mark.fault("server")
+def test_an_image_that_does_not_decode_fails_the_job_naming_it(
+    tiny_generator: PipelineVideoGenerator,
+) -> None:
+    images = [{"data": png_data((8, 8), (1, 2, 3))}, {"data": truncated_jpeg(), "frame": 4}]
+    request = VideoRequest.model_validate(
+        {"prompt": "x", "width": 16, "height": 16, "frames": 5, "steps": 1, "images": images}
+    ).resolved(tiny_generator.defaults())
+    with pytest.raises(
+        InvalidVideoRequest, match=r"^images\.1\.data: the JPEG image cannot"
+    ) as bad:
+        tiny_generator.generate(request, lambda step, total: None)
+    assert bad.value.field == "images.1.data"
+
+
+def test_a_request_with_images_runs_image_to_video(
+    tiny_generator: PipelineVideoGenerator,
+) -> None:
+    images = [
+        {"data": png_data((20, 30), (200, 0, 0))},
+        {"data": png_data((9, 9), (0, 0, 200)), "frame": 4},
+    ]
+    request = VideoRequest.model_validate(
+        {"prompt": "x", "width": 16, "height": 24, "frames": 5, "steps": 1, "images": images}
+    ).resolved(tiny_generator.defaults())
+    tiny_generator.validate(request)
+    steps: list[tuple[int, int]] = []
+    frames = tiny_generator.generate(request, lambda step, total: steps.append((step, total)))
+    assert tuple(frames.shape) == (5, 24, 16, 3)
+    assert steps == [(1, 1)]
 
 
 def test_the_tiny_pipeline_validates_and_generates(config: AiprodConfig) -> None:
     generator = PipelineVideoGenerator(config, random_weights=True, device="cpu")
     generator.load()
     assert generator.source == "random weights (untrained)"
+    defaults = generator.defaults()
     with pytest.raises(InvalidVideoRequest, match="multiple of 8") as invalid:
-        generator.validate(VideoRequest(prompt="x", width=12, height=16, frames=5))
+        generator.validate(VideoRequest(prompt="x", width=12, height=16).resolved(defaults))
     assert invalid.value.field == "width"
     with pytest.raises(InvalidVideoRequest) as blank:
-        generator.validate(VideoRequest(prompt="  ", width=16, height=16, frames=5))
+        generator.validate(VideoRequest(prompt="  ", width=16, height=16).resolved(defaults))
     assert blank.value.field == "prompt"
 
-    request = VideoRequest(prompt="sunrise", width=16, height=24, frames=5, steps=2, seed=4)
+    request = VideoRequest(
+        prompt="sunrise", width=16, height=24, frames=5, steps=2, seed=4
+    ).resolved(defaults)
     generator.validate(request)
     steps: list[tuple[int, int]] = []
     frames = generator.generate(request, lambda step, total: steps.append((step, total)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import threading
 import time
@@ -11,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from aiprod_pipelines.server.jobs import (
     DEFAULT_RETRY_AFTER_S,
@@ -21,11 +24,13 @@ from aiprod_pipelines.server.jobs import (
     iso,
 )
 from aiprod_pipelines.server.outputs import OutputStore
-from aiprod_pipelines.server.schemas import VideoRequest
-from aiprod_pipelines.server.testing import SyntheticVideoGenerator, wait_until
+from aiprod_pipelines.server.schemas import ImageView, VideoRequest
+from aiprod_pipelines.server.testing import SYNTHETIC_DEFAULTS, SyntheticVideoGenerator, wait_until
 
 WAIT_S = 30.0
-REQUEST = VideoRequest(prompt="a lighthouse", width=16, height=16, frames=5, seed=1)
+REQUEST = VideoRequest(prompt="a lighthouse", width=16, height=16, frames=5, seed=1).resolved(
+    SYNTHETIC_DEFAULTS
+)
 
 
 def manager(tmp_path: Path, generator: Any = None, *, keep: int = 10, **options: Any) -> JobManager:
@@ -71,6 +76,34 @@ def test_jobs_wait_until_started_then_succeed(tmp_path: Path) -> None:
     assert jobs.live_workers() == 1
     jobs.shutdown(WAIT_S)
     assert jobs.live_workers() == 0
+
+
+def png_data(size: tuple[int, int]) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 200, 10)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_image_data_is_dropped_once_a_job_finished(tmp_path: Path) -> None:
+    jobs = manager(tmp_path)
+    data = [png_data((24, 24)), png_data((8, 8))]
+    images = [{"data": data[0], "frame": 0}, {"data": data[1], "frame": 4}]
+    request = REQUEST.model_validate({**dict(REQUEST), "images": images})
+    queued = jobs.submit(request.resolved(SYNTHETIC_DEFAULTS))
+    assert [image.data for image in queued.request.images] == data  # the worker needs it
+    expected = [
+        ImageView(frame=frame, size=len(base64.b64decode(text)))
+        for frame, text in zip((0, 4), data, strict=True)
+    ]
+    assert queued.images == expected
+    jobs.start()
+    wait_status(jobs, queued.id, "succeeded")
+
+    done = jobs.get(queued.id)
+    assert done.request.images == []
+    assert done.images == expected
+    assert done.request.model_copy(update={"images": request.images}) == request
+    jobs.shutdown(WAIT_S)
 
 
 def test_a_copy_never_changes(tmp_path: Path) -> None:

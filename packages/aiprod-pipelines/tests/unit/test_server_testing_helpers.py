@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,10 +13,12 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
+from PIL import Image
 
 from aiprod_pipelines.server.generator import InvalidVideoRequest
 from aiprod_pipelines.server.schemas import VideoRequest
 from aiprod_pipelines.server.testing import (
+    SYNTHETIC_DEFAULTS,
     LiveServer,
     SyntheticVideoGenerator,
     synthetic_frames,
@@ -90,7 +94,7 @@ def test_the_synthetic_generator_checks_sizes_like_a_model(
 ) -> None:
     request = VideoRequest.model_validate(
         {"prompt": "p", "width": 16, "height": 8, "frames": 5, **change}
-    )
+    ).resolved(SYNTHETIC_DEFAULTS)
     with pytest.raises(InvalidVideoRequest, match=words) as invalid:
         SyntheticVideoGenerator().validate(request)
     assert invalid.value.field == field
@@ -101,7 +105,9 @@ def test_the_synthetic_generator_reports_steps_and_draws_the_request() -> None:
     generator.load()
     assert generator.loaded.is_set()
     steps: list[tuple[int, int]] = []
-    request = VideoRequest(prompt="p", width=24, height=16, frames=5, seed=9)
+    request = VideoRequest(prompt="p", width=24, height=16, frames=5, seed=9).resolved(
+        SYNTHETIC_DEFAULTS
+    )
     frames = generator.generate(request, lambda step, total: steps.append((step, total)))
     assert steps == [(1, 3), (2, 3), (3, 3)]
     assert frames.shape == (5, 16, 24, 3)
@@ -114,6 +120,33 @@ def test_the_synthetic_generator_reports_steps_and_draws_the_request() -> None:
 
 def test_a_closed_gate_times_out() -> None:
     generator = SyntheticVideoGenerator(gate=threading.Event(), gate_timeout=0.01)
-    request = VideoRequest(prompt="p", width=8, height=8, frames=1)
+    request = VideoRequest(prompt="p", width=8, height=8, frames=1).resolved(SYNTHETIC_DEFAULTS)
     with pytest.raises(TimeoutError, match="gate not opened"):
         generator.generate(request, lambda step, total: None)
+
+
+def png_data(colour: tuple[int, int, int], size: tuple[int, int]) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_the_synthetic_generator_fills_in_its_defaults_and_shows_the_images() -> None:
+    generator = SyntheticVideoGenerator()
+    assert generator.defaults() == SYNTHETIC_DEFAULTS
+    images = [
+        {"data": png_data((250, 0, 0), (40, 30)), "frame": 0},
+        {"data": png_data((0, 0, 250), (8, 8)), "frame": SYNTHETIC_DEFAULTS.frames - 1},
+    ]
+    request = VideoRequest.model_validate({"prompt": "p", "images": images}).resolved(
+        generator.defaults()
+    )
+    assert (request.width, request.height, request.frames, request.fps) == (32, 32, 9, 8)
+
+    frames = generator.generate(request, lambda step, total: None)
+
+    assert frames.shape == (9, 32, 32, 3)
+    assert np.all(frames[0] == [250, 0, 0])
+    assert np.all(frames[-1] == [0, 0, 250])
+    plain = synthetic_frames(9, 32, 32, seed=0)
+    assert np.array_equal(frames[1:-1], plain[1:-1])

@@ -100,6 +100,16 @@ class ScheduleSection(_Section):
     min_lr_ratio: Annotated[Number, Field(ge=0, le=1)] = 0.1
 
 
+class ConditioningSection(_Section):
+    """Frame conditioning in modes dit and lora: how often latent frames are kept clean
+    (sigma 0 on their tokens, left out of the loss), so the model learns image-to-video
+    (the first frame), continuation (the first few) and keyframes (the last one)."""
+
+    first_frame: Annotated[Number, Field(ge=0, le=1)] = 0.1
+    max_prefix_frames: Count = 1
+    last_frame: Annotated[Number, Field(ge=0, le=1)] = 0.0
+
+
 class TrainingSection(_Section):
     """How long and on what the run trains."""
 
@@ -109,6 +119,7 @@ class TrainingSection(_Section):
     gradient_checkpointing: Switch = False
     text_dropout: Fraction = 0.1
     text_dropout_embedding: Literal["empty_prompt", "zeros"] = "empty_prompt"
+    conditioning: ConditioningSection = ConditioningSection()
     log_every: Count = 10
     progress: Switch = True
 
@@ -149,6 +160,11 @@ class VaeSection(_Section):
 
     reconstruction: Literal["l1", "mse"] = "l1"
     kl_weight: Annotated[Number, Field(ge=0)] = 1e-6
+    latent_stats_items: Count = Field(
+        default=512,
+        description="training clips (a seeded sample) the exported VAE's per-channel latent "
+        "mean and std are measured on",
+    )
 
 
 class LoraSection(_Section):

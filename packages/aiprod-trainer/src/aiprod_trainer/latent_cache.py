@@ -140,6 +140,8 @@ class IndexEntry:
     media: str
     bucket: str
     latent_shape: tuple[int, ...]
+    fps: float | None = None
+    """The clip's frame rate (None in caches written before it was recorded)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -149,6 +151,7 @@ class IndexEntry:
             "media": self.media,
             "bucket": self.bucket,
             "latent_shape": list(self.latent_shape),
+            "fps": self.fps,
         }
 
 
@@ -163,6 +166,7 @@ class LatentItem:
     caption: str
     media: str
     bucket: str
+    fps: float | None = None
 
 
 def read_index(folder: Path) -> tuple[list[IndexEntry], bool]:
@@ -201,7 +205,13 @@ def _parse_entry(line: bytes, where: str) -> IndexEntry:
         data = parse_json(line, where, limits=LINE_LIMITS)
         shape = tuple(data["latent_shape"])
         entry = IndexEntry(
-            data["id"], data["shard"], data["caption"], data["media"], data["bucket"], shape
+            data["id"],
+            data["shard"],
+            data["caption"],
+            data["media"],
+            data["bucket"],
+            shape,
+            data.get("fps"),
         )
     except (DocumentError, KeyError, TypeError) as exc:
         if isinstance(exc, DocumentError):
@@ -220,6 +230,12 @@ def _parse_entry(line: bytes, where: str) -> IndexEntry:
             f"{where}: expected strings for id, caption, media and bucket, an integer shard "
             "and an integer latent_shape"
         )
+    if entry.fps is not None and (
+        isinstance(entry.fps, bool)
+        or not isinstance(entry.fps, int | float)
+        or not 0 < entry.fps < float("inf")
+    ):
+        raise LatentCacheError(f"{where}: fps must be a number > 0 or null, got {entry.fps!r}")
     try:
         Bucket.parse(entry.bucket)
     except ValueError as exc:
@@ -293,7 +309,9 @@ class LatentCacheWriter:
         bucket = Bucket.of(record).label
         shape = tuple(int(size) for size in latents.shape)
         self._pending.append(
-            IndexEntry(item_id, self.next_shard, record.caption, record.media, bucket, shape)
+            IndexEntry(
+                item_id, self.next_shard, record.caption, record.media, bucket, shape, record.fps
+            )
         )
         if len(self._pending) >= self.shard_size:
             self.flush()
@@ -373,6 +391,7 @@ class LatentCache:
             entry.caption,
             entry.media,
             entry.bucket,
+            entry.fps,
         )
 
     def _shard(self, number: int, path: Path) -> Any:
@@ -421,10 +440,15 @@ class LatentCache:
 
 
 class LatentDataset(Dataset[dict[str, Any]]):
-    """Torch Dataset over a cache: ``{"latents", "text", "mask", "caption"}`` per item."""
+    """Torch Dataset over a cache: ``{"latents", "text", "mask", "caption", "fps"}`` per
+    item; ``fps`` is the clip's frame rate, or ``default_fps`` for a cache written before
+    frame rates were recorded."""
 
-    def __init__(self, cache: LatentCache | str | os.PathLike[str]) -> None:
+    def __init__(
+        self, cache: LatentCache | str | os.PathLike[str], default_fps: float = 24.0
+    ) -> None:
         self.cache = cache if isinstance(cache, LatentCache) else LatentCache(cache)
+        self.default_fps = default_fps
 
     def __len__(self) -> int:
         return len(self.cache)
@@ -436,6 +460,7 @@ class LatentDataset(Dataset[dict[str, Any]]):
             "text": item.text,
             "mask": item.mask,
             "caption": item.caption,
+            "fps": torch.tensor(self.default_fps if item.fps is None else item.fps),
         }
 
     def buckets(self) -> dict[str, list[int]]:

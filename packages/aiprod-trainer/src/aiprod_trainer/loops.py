@@ -6,6 +6,11 @@
   velocity on ``noise - x0`` (MSE). With probability ``text_dropout`` an item's prompt is
   replaced by the unconditional one (the empty prompt's embedding, or no tokens at all),
   which is what classifier-free guidance contrasts against at generation time.
+  Frame conditioning (:class:`FrameConditioning`): with probability ``first_frame`` an
+  item's first ``1..max_prefix_frames`` latent frames, and with probability ``last_frame``
+  its last one, are kept clean: sigma 0 on their tokens (a ``[B, N]`` sigma) and left out
+  of the loss, so the model learns to continue, end at, or interpolate between given
+  frames, exactly as :class:`aiprod_core.diffusion.Conditioning` asks it at generation.
 - :class:`VaeObjective` (mode ``vae``): encode, sample the posterior, decode; L1 or MSE
   reconstruction plus ``kl_weight`` times the KL divergence to N(0, 1).
 
@@ -26,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aiprod_core.diffusion import FlowMatchSchedule, add_noise, velocity_target
+from aiprod_core.diffusion import FlowMatchSchedule, add_noise, token_sigmas, velocity_target
 from aiprod_core.transformer import Patchifier3D
 from aiprod_core.vae import CausalVideoVAE
 from aiprod_trainer.buckets import Bucket
@@ -111,6 +116,33 @@ def _stack_draws(
     return torch.stack(draws).to(device)
 
 
+@dataclass(frozen=True)
+class FrameConditioning:
+    """How often training keeps latent frames clean (see the module docstring)."""
+
+    first_frame: float = 0.0
+    max_prefix_frames: int = 1
+    last_frame: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.first_frame > 0 or self.last_frame > 0
+
+    def clean_frames(self, generators: Sequence[torch.Generator], frames: int) -> torch.Tensor:
+        """``[B, frames]`` bool: the latent frames each item keeps clean (never all)."""
+        clean = torch.zeros(len(generators), frames, dtype=torch.bool)
+        if frames < 2:
+            return clean
+        for index, generator in enumerate(generators):
+            draws = torch.rand(3, generator=generator)
+            if draws[0] < self.first_frame:
+                longest = min(self.max_prefix_frames, frames - 1)
+                clean[index, : 1 + int(draws[1] * longest)] = True
+            if draws[2] < self.last_frame and not clean[index, : frames - 1].all():
+                clean[index, -1] = True
+        return clean
+
+
 class FlowMatchingObjective:
     """Rectified-flow velocity regression for the transformer (see the module docstring).
 
@@ -127,12 +159,14 @@ class FlowMatchingObjective:
         text_dropout: float = 0.0,
         null_text: torch.Tensor | None = None,
         null_mask: torch.Tensor | None = None,
+        conditioning: FrameConditioning | None = None,
     ) -> None:
         self.schedule = schedule
         self.patchifier = Patchifier3D(patch_size)
         self.text_dropout = text_dropout
         self.null_text = null_text
         self.null_mask = null_mask
+        self.conditioning = conditioning or FrameConditioning()
 
     def num_tokens(self, latent_size: Sequence[int]) -> int:
         """Transformer tokens of latents ``(T, h, w)`` (for the schedule's shift)."""
@@ -158,10 +192,24 @@ class FlowMatchingObjective:
         ).to(device)
         if training and self.text_dropout > 0:
             text, mask = self._drop_text(text, mask, generators)
-        x_sigma = add_noise(x0, noise, sigma)
-        velocity = module(x_sigma, sigma, text, mask)
-        loss = F.mse_loss(velocity.float(), velocity_target(x0, noise))
-        return LossOutput(loss, {"mse": float(loss.detach())})
+        fps = batch["fps"].to(device=device, dtype=torch.float32) if "fps" in batch else None
+        target = velocity_target(x0, noise)
+        if not (training and self.conditioning.enabled):
+            velocity = module(add_noise(x0, noise, sigma), sigma, text, mask, fps=fps)
+            loss = F.mse_loss(velocity.float(), target)
+            return LossOutput(loss, {"mse": float(loss.detach())})
+        clean = self.conditioning.clean_frames(generators, x0.shape[2]).to(device)
+        frame_sigma = torch.where(clean, torch.zeros_like(sigma)[:, None], sigma[:, None])
+        grid = self.patchifier.grid((x0.shape[2], x0.shape[3], x0.shape[4]))
+        per_token = token_sigmas(sigma, clean, self.patchifier.patch_size, grid[1] * grid[2])
+        velocity = module(add_noise(x0, noise, frame_sigma), per_token, text, mask, fps=fps)
+        # Each item's mean over its noised frames, then the mean over items: the same value
+        # however a batch is split over accumulation steps or processes.
+        weight = (~clean).to(torch.float32)[:, None, :, None, None].expand_as(target)
+        per_item = ((velocity.float() - target).pow(2) * weight).flatten(1).sum(dim=1)
+        loss = (per_item / weight.flatten(1).sum(dim=1)).mean()
+        parts = {"mse": float(loss.detach()), "clean_frames": float(clean.float().mean())}
+        return LossOutput(loss, parts)
 
     def _drop_text(
         self, text: torch.Tensor, mask: torch.Tensor, generators: Sequence[torch.Generator]

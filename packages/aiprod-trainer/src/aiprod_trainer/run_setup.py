@@ -30,6 +30,7 @@ from aiprod_trainer.ema import ExponentialMovingAverage
 from aiprod_trainer.latent_cache import LatentDataset
 from aiprod_trainer.loops import (
     FlowMatchingObjective,
+    FrameConditioning,
     Objective,
     VaeObjective,
     VaeReconstruction,
@@ -171,7 +172,7 @@ def _datasets(config: TrainConfig, model: AiprodModel) -> tuple[Any, Any | None]
         if config.mode == "vae":
             dataset = ClipDataset(path, keep_in_memory=config.data.keep_in_memory)
         else:
-            dataset = LatentDataset(path)
+            dataset = LatentDataset(path, default_fps=model.config.generation.fps)
         if len(dataset) == 0:
             raise TrainingError(f"{name}: {path} holds no items")
         if isinstance(dataset, ClipDataset):  # config.mode == "vae"
@@ -220,6 +221,7 @@ def _objective(
         config.training.text_dropout,
         null_text,
         null_mask,
+        FrameConditioning(**config.training.conditioning.model_dump()),
     )
 
 

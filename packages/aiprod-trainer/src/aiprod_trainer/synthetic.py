@@ -10,6 +10,11 @@ Everything is deterministic: :func:`sample_clip` draws clip ``index`` from its o
 stream seeded by ``(seed, index)``, so clip 7 of seed 0 is the same however many clips are
 made, and :func:`render_clip` is pure numpy.
 
+Combinations can be held out of training: :func:`held_out_combinations` picks a spread of
+(colour, shape, motion, background) combinations, and a :class:`SyntheticSpace` given them
+as ``held_out`` never draws them (a clip that would be one is redrawn from the others, so
+with nothing held out every clip is the same as without the option).
+
     clip = sample_clip(seed=0, index=0)
     frames = render_clip(clip, width=32, height=32, frames=9)  # uint8 (9, 32, 32, 3)
     clip.caption  # 'a green square moving up on a magenta background'
@@ -17,8 +22,10 @@ made, and :func:`render_clip` is pure numpy.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -49,6 +56,8 @@ MOTIONS: tuple[Motion, ...] = ("left", "right", "up", "down")
 #: of the frame's shorter side, and how far it travels as a fraction of the axis it moves on.
 EXTENT_RANGE = (0.30, 0.45)
 TRAVEL_RANGE = (0.30, 0.50)
+
+_HELD_OUT_STREAM = 0x48454C44  # seeds held_out_combinations' shuffle apart from the clips'
 
 _CAPTION = re.compile(
     r"a (?P<color>[a-z]+) (?P<shape>[a-z]+) moving (?P<motion>[a-z]+) "
@@ -87,19 +96,73 @@ class CaptionParts:
     motion: Motion
     background: str
 
+    @property
+    def caption(self) -> str:
+        """The caption naming these parts (see :func:`caption_for`)."""
+        return caption_for(self.color, self.shape, self.motion, self.background)
+
 
 @dataclass(frozen=True)
 class SyntheticSpace:
-    """The choices clips are drawn from; every default is the full set."""
+    """The choices clips are drawn from; every default is the full set.
+
+    ``held_out``: combinations :func:`sample_clip` never draws (see the module docstring);
+    at least one combination of the space must stay drawable.
+    """
 
     colors: tuple[str, ...] = tuple(PALETTE)
     shapes: tuple[Shape, ...] = SHAPES
     motions: tuple[Motion, ...] = MOTIONS
+    held_out: tuple[CaptionParts, ...] = ()
 
     def __post_init__(self) -> None:
         _check_choices("colors", self.colors, tuple(PALETTE), minimum=2)
         _check_choices("shapes", self.shapes, SHAPES, minimum=1)
         _check_choices("motions", self.motions, MOTIONS, minimum=1)
+        for number, parts in enumerate(self.held_out, start=1):
+            _check_parts(f"held_out[{number}]", parts)
+        if self.held_out and not _drawable(self):
+            raise ValueError(
+                f"held_out: all {len(_combinations(self))} combinations of the space are "
+                "held out; hold out fewer or widen colors, shapes or motions"
+            )
+
+
+def _check_parts(name: str, parts: object) -> None:
+    if not isinstance(parts, CaptionParts):
+        raise ValueError(
+            f"{name}: expected CaptionParts (e.g. parse_caption(...)), got {type(parts).__name__}"
+        )
+    for field, value, known in (
+        ("color", parts.color, tuple(PALETTE)),
+        ("shape", parts.shape, SHAPES),
+        ("motion", parts.motion, MOTIONS),
+        ("background", parts.background, tuple(PALETTE)),
+    ):
+        if value not in known:
+            raise ValueError(
+                f"{name}: unknown {field} {value!r}; expected one of {', '.join(known)}"
+            )
+
+
+def _combinations(space: SyntheticSpace) -> list[CaptionParts]:
+    """Every combination :func:`sample_clip` can draw from ``space``, held out or not, in
+    its drawing order (a shape or motion listed twice is listed twice, as it is drawn twice
+    as often)."""
+    colors = list(dict.fromkeys(space.colors))
+    return [
+        CaptionParts(color, shape, motion, background)
+        for shape, motion, color in itertools.product(space.shapes, space.motions, colors)
+        for background in colors
+        if background != color
+    ]
+
+
+@functools.lru_cache(maxsize=16)
+def _drawable(space: SyntheticSpace) -> tuple[CaptionParts, ...]:
+    """The combinations of ``space`` that are not held out."""
+    held_out = set(space.held_out)
+    return tuple(parts for parts in _combinations(space) if parts not in held_out)
 
 
 def _check_choices(name: str, chosen: Sequence[str], known: Sequence[str], *, minimum: int) -> None:
@@ -155,7 +218,11 @@ def parse_caption(caption: str) -> CaptionParts:
 
 
 def sample_clip(seed: int, index: int, space: SyntheticSpace | None = None) -> ShapeClip:
-    """Draw clip ``index`` of the dataset made with ``seed``; the same arguments, the same clip."""
+    """Draw clip ``index`` of the dataset made with ``seed``; the same arguments, the same clip.
+
+    A draw that lands on a held-out combination is replaced by one drawn uniformly from the
+    combinations left (so those are drawn as often as each other), from the same stream.
+    """
     space = space or SyntheticSpace()
     rng = np.random.default_rng([seed, index])
     colors = list(dict.fromkeys(space.colors))
@@ -163,6 +230,10 @@ def sample_clip(seed: int, index: int, space: SyntheticSpace | None = None) -> S
     motion = space.motions[int(rng.integers(len(space.motions)))]
     color = colors.pop(int(rng.integers(len(colors))))
     background = colors[int(rng.integers(len(colors)))]
+    if space.held_out and CaptionParts(color, shape, motion, background) in space.held_out:
+        drawable = _drawable(space)
+        parts = drawable[int(rng.integers(len(drawable)))]
+        color, shape, motion, background = parts.color, parts.shape, parts.motion, parts.background
     extent = float(rng.uniform(*EXTENT_RANGE))
     travel = float(rng.uniform(*TRAVEL_RANGE))
     # Along the motion axis the centre must stay travel/2 + extent/2 from both edges;
@@ -178,6 +249,62 @@ def sample_clip(seed: int, index: int, space: SyntheticSpace | None = None) -> S
     else:
         start, end = (across, first), (across, last)
     return ShapeClip(shape, color, background, motion, extent, start, end)
+
+
+def held_out_combinations(
+    count: int = 32,
+    seed: int = 0,
+    *,
+    exclude: Iterable[str] = (),
+    space: SyntheticSpace | None = None,
+) -> tuple[CaptionParts, ...]:
+    """Pick ``count`` combinations of ``space`` to hold out of training, spread evenly.
+
+    The combinations are visited in an order shuffled by ``seed`` and picked one at a time,
+    each time the one whose colour, shape, motion, background and shape-motion pair have been
+    picked least so far (relative to how many of each there are), so every colour, shape and
+    motion is held out about equally often. ``exclude`` (captions, e.g. the prompts a demo
+    shows as seen in training) are never picked. The same arguments give the same picks.
+
+    Raises:
+        ValueError: ``count`` is not an integer from 1 to the number of combinations left
+            after ``exclude``, or an ``exclude`` entry is not a synthetic caption.
+    """
+    space = space or SyntheticSpace()
+    excluded = {parse_caption(caption) for caption in exclude}
+    candidates = sorted(set(_combinations(space)) - excluded, key=lambda parts: parts.caption)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(candidates):
+        raise ValueError(
+            f"count: expected an integer from 1 to {len(candidates)} (the combinations left "
+            f"after {len(excluded)} excluded), got {count!r}"
+        )
+    # A stream of its own: (seed, index) streams draw the clips.
+    order = np.random.default_rng([seed, _HELD_OUT_STREAM]).permutation(len(candidates))
+    candidates = [candidates[int(position)] for position in order]
+    keys: list[Callable[[CaptionParts], object]] = [
+        lambda parts: parts.color,
+        lambda parts: parts.shape,
+        lambda parts: parts.motion,
+        lambda parts: parts.background,
+        lambda parts: (parts.shape, parts.motion),
+    ]
+    # For every key: which of its values each candidate has, and how often each was picked.
+    codes, picked = [], []
+    for key in keys:
+        values = sorted({key(parts) for parts in candidates}, key=repr)
+        codes.append(np.array([values.index(key(parts)) for parts in candidates]))
+        picked.append(np.zeros(len(values)))
+    available = np.ones(len(candidates), dtype=bool)
+    chosen: list[CaptionParts] = []
+    for _ in range(count):
+        # A value's picks relative to its share (count / number of values), summed over keys.
+        load = sum(counts[code] * len(counts) for code, counts in zip(codes, picked, strict=True))
+        best = int(np.argmin(np.where(available, load, np.inf)))
+        available[best] = False
+        chosen.append(candidates[best])
+        for code, counts in zip(codes, picked, strict=True):
+            counts[code[best]] += 1
+    return tuple(chosen)
 
 
 def render_clip(clip: ShapeClip, *, width: int, height: int, frames: int) -> Uint8Frames:

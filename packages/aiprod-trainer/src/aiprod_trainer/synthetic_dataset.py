@@ -6,6 +6,9 @@ Layout of the output folder::
     manifest.jsonl             every clip
     train.jsonl, val.jsonl     with a validation fraction: the split (val = the last clips);
                                without one, split files left by an earlier run are removed
+    held_out.json              with held-out combinations (``settings.space.held_out``):
+                               their captions, none of which any clip has; without any, a
+                               file left by an earlier run is removed
 
 Clip ``i`` depends only on the seed and ``i`` (see :func:`aiprod_trainer.synthetic.sample_clip`),
 so the same arguments write files that decode to the same frames with the same captions.
@@ -13,28 +16,38 @@ so the same arguments write files that decode to the same frames with the same c
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiprod_core.atomic import atomic_write_text
+from aiprod_core.documents import DocumentError, Limits, read_mapping
+from aiprod_core.problems import clip
 from aiprod_pipelines.video_io import write_mp4
 from aiprod_trainer.manifest import ManifestRecord, write_manifest
-from aiprod_trainer.synthetic import SyntheticSpace, render_clip, sample_clip
+from aiprod_trainer.synthetic import SyntheticSpace, parse_caption, render_clip, sample_clip
 
 CLIPS_DIR = "clips"
 MANIFEST_NAME = "manifest.jsonl"
 TRAIN_NAME = "train.jsonl"
 VAL_NAME = "val.jsonl"
+HELD_OUT_NAME = "held_out.json"
 #: x264 quality: visually lossless and widely playable; chroma subsampling is the main loss.
 DEFAULT_CRF = 10
+#: A held-out file lists at most 672 captions (every combination): well inside these.
+_HELD_OUT_LIMITS = Limits(max_bytes=1024 * 1024, max_depth=4, max_nodes=10_000)
 
 Progress = Callable[[range], Iterable[int]]
 
 
 @dataclass(frozen=True)
 class SyntheticSettings:
-    """How many clips of which shape to make, and from which seed."""
+    """How many clips of which shape to make, and from which seed.
+
+    ``space`` is what clips are drawn from, including the combinations held out of them.
+    """
 
     count: int
     width: int = 32
@@ -78,13 +91,14 @@ class SyntheticSettings:
 
 @dataclass(frozen=True)
 class SyntheticDataset:
-    """What :func:`write_synthetic_dataset` wrote."""
+    """What :func:`write_synthetic_dataset` wrote; ``held_out``: the captions no clip has."""
 
     output: Path
     records: tuple[ManifestRecord, ...]
     manifests: dict[str, Path]
     train: int
     val: int
+    held_out: tuple[str, ...] = ()
 
 
 def write_synthetic_dataset(
@@ -130,10 +144,41 @@ def write_synthetic_dataset(
     else:
         for name in (TRAIN_NAME, VAL_NAME):
             (output / name).unlink(missing_ok=True)
+    held_out = tuple(parts.caption for parts in settings.space.held_out)
+    if held_out:
+        atomic_write_text(output / HELD_OUT_NAME, json.dumps({"held_out": held_out}, indent=2))
+    else:
+        (output / HELD_OUT_NAME).unlink(missing_ok=True)
     return SyntheticDataset(
         output=output,
         records=tuple(records),
         manifests=manifests,
         train=split,
         val=settings.val_count,
+        held_out=held_out,
     )
+
+
+def read_held_out(output: Path) -> tuple[str, ...]:
+    """The held-out captions a dataset in ``output`` records (none when it has no file).
+
+    Raises:
+        DocumentError: the file is unreadable or not what :func:`write_synthetic_dataset`
+            writes.
+    """
+    path = output / HELD_OUT_NAME
+    if not path.exists():
+        return ()
+    data = read_mapping(path, "json", limits=_HELD_OUT_LIMITS)
+    captions = data.get("held_out")
+    if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+        raise DocumentError(f'{path}: expected {{"held_out": [captions]}}; write the dataset again')
+    for caption in captions:
+        try:
+            parse_caption(caption)
+        except ValueError:
+            raise DocumentError(
+                f"{path}: {clip(repr(caption), 80)} is not a synthetic caption; "
+                "write the dataset again"
+            ) from None
+    return tuple(captions)

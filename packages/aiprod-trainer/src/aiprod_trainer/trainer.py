@@ -50,6 +50,7 @@ from aiprod_trainer import distributed as dist_utils
 from aiprod_trainer.config import TrainConfig
 from aiprod_trainer.distributed import DistributedContext, MicroBatchSampler, StepBatches
 from aiprod_trainer.loops import TRAIN_STREAM, collate, dataset_buckets, item_generator
+from aiprod_trainer.model_records import generation_defaults, measure_latent_statistics
 from aiprod_trainer.run_log import RunLog
 from aiprod_trainer.run_setup import RunParts, TrainingError, build_run, seed_step
 from aiprod_trainer.state import (
@@ -399,10 +400,31 @@ class Trainer:
                     parts.trained, self.run_dir / ADAPTER_DIR, self.config.lora, parts.model.config
                 )
                 merge_lora(parts.trained)
+            records = self._record_in_model()
             save_checkpoint(parts.model, parts.model.config, target)
-            self.log.write_summary(mode=self.config.mode, step=result.step, final_model=str(target))
+            self.log.write_summary(
+                mode=self.config.mode, step=result.step, final_model=str(target), **records
+            )
         dist_utils.barrier(self.context)
         return target
+
+    def _record_in_model(self) -> dict[str, Any]:
+        """Store what the run learned besides weights in the model (see model_records)."""
+        model = self.parts.model
+        if self.config.mode == "vae":
+            mean, std, items = measure_latent_statistics(
+                model.vae,
+                self.parts.dataset,
+                max_items=self.config.vae.latent_stats_items,
+                batch_size=self.config.data.batch_size,
+                device=self.context.device,
+                seed=self.config.seed,
+            )
+            model.vae.latent_stats.set(mean, std)
+            return {"latent_stats": {"items": items, "mean": mean.tolist(), "std": std.tolist()}}
+        defaults = generation_defaults(self.parts.dataset, model.config.generation)
+        model.config = model.config.model_copy(update={"generation": defaults})
+        return {"generation_defaults": defaults.model_dump()}
 
     @contextlib.contextmanager
     def _signals_caught(self) -> Iterator[None]:

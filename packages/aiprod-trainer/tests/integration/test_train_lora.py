@@ -24,10 +24,15 @@ RANK, ALPHA = 4, 8.0
 
 @pytest.fixture
 def base_checkpoint(tmp_path: Path) -> Path:
-    """A tiny bundle whose transformer output is not zero (a fresh one's final layer is)."""
+    """A tiny bundle whose transformer acts like a trained one: a fresh one's final layer
+    and modulation gates are zero (so its attention and MLP layers would get no gradient)."""
     torch.manual_seed(3)
     model = build_model(get_preset("tiny"))
-    nn.init.normal_(model.transformer.final_proj.weight, std=0.05)
+    with torch.no_grad():
+        nn.init.normal_(model.transformer.final_proj.weight, std=0.05)
+        nn.init.normal_(model.transformer.time_modulation.weight, std=0.05)
+        for block in model.transformer.blocks:
+            nn.init.normal_(block.scale_shift_table, std=0.1)
     path = tmp_path / "base.safetensors"
     save_checkpoint(model, model.config, path)
     return path

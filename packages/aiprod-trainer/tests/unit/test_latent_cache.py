@@ -90,6 +90,7 @@ def test_round_trip_is_bit_exact(tmp_path: Path, record_for: Callable[..., Manif
         "media": "clips/a.mp4",
         "bucket": "16x16x5",
         "latent_shape": [8, 3, 4, 4],
+        "fps": 24.0,
     }
     cache = LatentCache(tmp_path)
     assert cache.meta == META
@@ -369,7 +370,8 @@ def test_latent_dataset_batches_one_bucket_at_a_time(
     dataset = LatentDataset(tmp_path)
     assert len(dataset) == 5
     sample: dict[str, Any] = dataset[1]
-    assert sorted(sample) == ["caption", "latents", "mask", "text"]
+    assert sorted(sample) == ["caption", "fps", "latents", "mask", "text"]
+    assert float(sample["fps"]) == 24.0
     assert torch.equal(sample["latents"], items["big1"]["latents"])
     assert sample["mask"].dtype == torch.bool
 
@@ -437,3 +439,26 @@ def test_sampler_without_shuffle_drop_last_and_replicas() -> None:
 def test_sampler_rejects_bad_arguments(arguments: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="expected batch_size >= 1"):
         BucketBatchSampler(BUCKETS, **arguments)
+
+
+@pytest.mark.fault("files")
+def test_an_index_line_with_a_bad_frame_rate_is_refused(
+    tmp_path: Path, record_for: Callable[..., ManifestRecord]
+) -> None:
+    fill(tmp_path, record_for, ["a"])
+    line = json.loads((tmp_path / INDEX_FILE).read_text())
+    for bad in (0, -1, "24", True):
+        (tmp_path / INDEX_FILE).write_text(json.dumps({**line, "fps": bad}) + "\n")
+        with pytest.raises(LatentCacheError, match=r"index\.jsonl:1: fps must be a number > 0"):
+            LatentCache(tmp_path)
+
+
+def test_an_index_written_before_frame_rates_reads_with_the_default(
+    tmp_path: Path, record_for: Callable[..., ManifestRecord]
+) -> None:
+    fill(tmp_path, record_for, ["a"])
+    line = json.loads((tmp_path / INDEX_FILE).read_text())
+    del line["fps"]
+    (tmp_path / INDEX_FILE).write_text(json.dumps(line) + "\n")
+    assert LatentCache(tmp_path).entries[0].fps is None
+    assert float(LatentDataset(tmp_path, default_fps=8.0)[0]["fps"]) == 8.0

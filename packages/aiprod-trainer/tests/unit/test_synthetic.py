@@ -1,8 +1,11 @@
-"""Synthetic shape clips: captions, deterministic sampling, rendering, colour checks, files."""
+"""Synthetic shape clips: captions, deterministic sampling, held-out combinations,
+rendering, colour checks, files."""
 
 from __future__ import annotations
 
 import itertools
+import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -10,24 +13,39 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aiprod_core.documents import DocumentError
 from aiprod_pipelines.video_io import read_video
 from aiprod_trainer import load_manifest
 from aiprod_trainer.synthetic import (
     MOTIONS,
     PALETTE,
     SHAPES,
+    CaptionParts,
     ShapeClip,
     SyntheticSpace,
     caption_colors_match,
     caption_for,
     classify_pixels,
     dominant_colors,
+    held_out_combinations,
     palette_radius,
     parse_caption,
     render_clip,
     sample_clip,
 )
-from aiprod_trainer.synthetic_dataset import SyntheticSettings, write_synthetic_dataset
+from aiprod_trainer.synthetic_dataset import (
+    HELD_OUT_NAME,
+    SyntheticSettings,
+    read_held_out,
+    write_synthetic_dataset,
+)
+
+DEMO_PROMPTS = (
+    caption_for("red", "circle", "left", "blue"),
+    caption_for("yellow", "square", "right", "black"),
+    caption_for("white", "triangle", "up", "green"),
+    caption_for("cyan", "circle", "down", "magenta"),
+)
 
 # --- palette and captions ---------------------------------------------------------------
 
@@ -140,6 +158,123 @@ def test_space_rejects_unknown_or_too_few_names(kwargs: dict[str, object], messa
     with pytest.raises(ValueError, match="expected") as info:
         SyntheticSpace(**kwargs)  # type: ignore[arg-type]
     assert message in str(info.value)
+
+
+# --- held-out combinations -------------------------------------------------------------
+
+
+def parts_of(clip: ShapeClip) -> CaptionParts:
+    return CaptionParts(clip.color, clip.shape, clip.motion, clip.background)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_held_out_combinations_are_spread_and_never_a_demo_prompt(seed: int) -> None:
+    held = held_out_combinations(32, seed, exclude=DEMO_PROMPTS)
+    assert len(held) == len(set(held)) == 32
+    assert not {parts.caption for parts in held} & set(DEMO_PROMPTS)
+    assert all(parts.color != parts.background for parts in held)
+    colors = Counter(parts.color for parts in held)
+    backgrounds = Counter(parts.background for parts in held)
+    shapes = Counter(parts.shape for parts in held)
+    motions = Counter(parts.motion for parts in held)
+    assert set(colors) == set(backgrounds) == set(PALETTE)
+    assert 3 <= min(colors.values()) <= max(colors.values()) <= 5
+    assert 3 <= min(backgrounds.values()) <= max(backgrounds.values()) <= 5
+    assert set(shapes) == set(SHAPES)
+    assert 10 <= min(shapes.values()) <= max(shapes.values()) <= 12
+    assert set(motions) == set(MOTIONS)
+    assert 7 <= min(motions.values()) <= max(motions.values()) <= 9
+    assert {(parts.shape, parts.motion) for parts in held} == set(
+        itertools.product(SHAPES, MOTIONS)
+    )
+
+
+def test_held_out_combinations_are_deterministic_and_depend_on_the_seed() -> None:
+    first = held_out_combinations(32, 5, exclude=DEMO_PROMPTS)
+    assert first == held_out_combinations(32, 5, exclude=DEMO_PROMPTS)
+    assert first != held_out_combinations(32, 6, exclude=DEMO_PROMPTS)
+    assert held_out_combinations(4, 5, exclude=DEMO_PROMPTS) == first[:4]
+
+
+def test_held_out_combinations_stay_inside_the_space() -> None:
+    space = SyntheticSpace(colors=("red", "blue", "green"), shapes=("square",))
+    held = held_out_combinations(24, 0, space=space)  # 3 x 2 colour pairs x 4 motions: all
+    assert {parts.shape for parts in held} == {"square"}
+    assert len(set(held)) == 24
+    with pytest.raises(ValueError, match="count: expected an integer from 1 to 23"):
+        held_out_combinations(
+            24, 0, space=space, exclude=[caption_for("red", "square", "up", "blue")]
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"count": 0}, "count: expected an integer from 1 to 672"),
+        ({"count": 673}, "count: expected an integer from 1 to 672"),
+        ({"count": True}, "count: expected an integer"),
+        ({"exclude": ["a cat"]}, "caption 'a cat': expected"),
+    ],
+)
+def test_held_out_combinations_reject_bad_arguments(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match="expected") as info:
+        held_out_combinations(**kwargs)  # type: ignore[arg-type]
+    assert message in str(info.value)
+
+
+def test_sampling_never_draws_a_held_out_combination_and_keeps_the_other_clips() -> None:
+    held = held_out_combinations(32, 0, exclude=DEMO_PROMPTS)
+    space = SyntheticSpace(held_out=held)
+    redrawn = 0
+    for index in range(600):
+        before, after = sample_clip(0, index), sample_clip(0, index, space)
+        assert parts_of(after) not in held
+        if parts_of(before) in held:
+            redrawn += 1
+            assert after.color != after.background
+        else:
+            assert after == before
+    assert redrawn > 10  # 32 of 672 combinations: about 29 of 600 clips
+
+
+def test_held_out_combinations_are_redrawn_from_those_left() -> None:
+    space = SyntheticSpace(colors=("red", "blue"), shapes=("square",), motions=("down",))
+    keep, drop = (
+        CaptionParts("red", "square", "down", "blue"),
+        CaptionParts("blue", "square", "down", "red"),
+    )
+    held = SyntheticSpace(
+        colors=space.colors, shapes=space.shapes, motions=space.motions, held_out=(drop,)
+    )
+    assert {parts_of(sample_clip(1, index, held)) for index in range(30)} == {keep}
+    assert {parts_of(sample_clip(1, index, space)) for index in range(30)} == {keep, drop}
+
+
+@pytest.mark.parametrize(
+    ("held_out", "message"),
+    [
+        (("a red circle moving left on a blue background",), "held_out[1]: expected CaptionParts"),
+        ((CaptionParts("pink", "circle", "left", "blue"),), "held_out[1]: unknown color 'pink'"),
+        ((CaptionParts("red", "star", "left", "blue"),), "held_out[1]: unknown shape 'star'"),  # type: ignore[arg-type]
+    ],
+)
+def test_space_rejects_held_out_entries_that_are_not_combinations(
+    held_out: tuple[object, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match="held_out") as info:
+        SyntheticSpace(held_out=held_out)  # type: ignore[arg-type]
+    assert message in str(info.value)
+
+
+def test_space_rejects_holding_out_everything() -> None:
+    both = (
+        CaptionParts("red", "square", "down", "blue"),
+        CaptionParts("blue", "square", "down", "red"),
+    )
+    with pytest.raises(ValueError, match="held_out: all 2 combinations of the space are held out"):
+        SyntheticSpace(colors=("red", "blue"), shapes=("square",), motions=("down",), held_out=both)
 
 
 # --- rendering --------------------------------------------------------------------------
@@ -337,3 +472,52 @@ def test_settings_reject_bad_values(kwargs: dict[str, object], message: str) -> 
     with pytest.raises(ValueError, match="expected") as info:
         SyntheticSettings(**arguments)  # type: ignore[arg-type]
     assert message in str(info.value)
+
+
+def test_held_out_combinations_are_absent_from_the_clips_and_recorded(tmp_path: Path) -> None:
+    small = {"frames": 2, "width": 16, "height": 16, "seed": 7}
+    plain = write_synthetic_dataset(tmp_path / "plain", SyntheticSettings(count=8, **small))
+    assert plain.held_out == ()
+    assert not (tmp_path / "plain" / HELD_OUT_NAME).exists()
+    # Hold out what clips 0 and 3 would be, and some combination the clips never are.
+    held = (
+        parse_caption(plain.records[0].caption),
+        parse_caption(plain.records[3].caption),
+        *held_out_combinations(2, 9),
+    )
+    settings_ = SyntheticSettings(count=8, space=SyntheticSpace(held_out=held), **small)
+    dataset = write_synthetic_dataset(tmp_path / "held", settings_)
+
+    captions = [record.caption for record in load_manifest(tmp_path / "held" / "manifest.jsonl")]
+    assert not set(captions) & {parts.caption for parts in held}
+    for index in (1, 2, 4, 5, 6, 7):
+        if parse_caption(plain.records[index].caption) not in held:
+            assert captions[index] == plain.records[index].caption
+    assert dataset.held_out == tuple(parts.caption for parts in held)
+    recorded = json.loads((tmp_path / "held" / HELD_OUT_NAME).read_text())
+    assert recorded == {"held_out": list(dataset.held_out)}
+    assert read_held_out(tmp_path / "held") == dataset.held_out
+    assert read_held_out(tmp_path / "plain") == ()
+
+    write_synthetic_dataset(tmp_path / "held", SyntheticSettings(count=2, **small))
+    assert not (tmp_path / "held" / HELD_OUT_NAME).exists()
+
+
+@pytest.mark.fault("files")
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "invalid JSON"),
+        ('{"held_out": "a red circle"}', 'expected {"held_out": [captions]}'),
+        ('["a red circle moving left on a blue background"]', "expected a mapping"),
+        ('{"held_out": ["' + "x" * 5000 + '"]}', "is not a synthetic caption"),
+    ],
+)
+def test_reading_a_damaged_held_out_file_fails_clearly(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    (tmp_path / HELD_OUT_NAME).write_text(text)
+    with pytest.raises(DocumentError, match=HELD_OUT_NAME) as info:
+        read_held_out(tmp_path)
+    assert message in str(info.value)
+    assert len(str(info.value)) < 400

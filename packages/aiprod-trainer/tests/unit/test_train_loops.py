@@ -15,6 +15,7 @@ from aiprod_core.models import get_preset
 from aiprod_core.vae import CausalVideoVAE
 from aiprod_trainer.loops import (
     FlowMatchingObjective,
+    FrameConditioning,
     VaeObjective,
     VaeReconstruction,
     batch_size_of,
@@ -37,9 +38,14 @@ class Recorder(nn.Module):
         self.calls: list[dict[str, torch.Tensor]] = []
 
     def forward(
-        self, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor, mask: torch.Tensor
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        text: torch.Tensor,
+        mask: torch.Tensor,
+        fps: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        self.calls.append({"x": x, "sigma": sigma, "text": text, "mask": mask})
+        self.calls.append({"x": x, "sigma": sigma, "text": text, "mask": mask, "fps": fps})
         return self.scale * x
 
 
@@ -113,6 +119,67 @@ def test_flow_matching_loss_by_hand() -> None:
     s = sigma_t.view(2, 1, 1, 1, 1)
     torch.testing.assert_close(call["x"], (1 - s) * x0 + s * noise_t)
     assert torch.equal(call["text"], batch["text"])
+
+
+def test_the_clips_frame_rate_reaches_the_transformer() -> None:
+    objective = FlowMatchingObjective(FlowMatchSchedule(TINY.diffusion), (1, 2, 2))
+    recorder = Recorder()
+    batch = {**latent_batch(), "fps": torch.tensor([8.0, 24.0])}
+    objective.loss(recorder, batch, generators(0, 1), CPU)
+    assert recorder.calls[0]["fps"].tolist() == [8.0, 24.0]
+
+
+def test_frame_conditioning_keeps_frames_clean_and_out_of_the_loss() -> None:
+    """With first_frame 1 and last_frame 1, every item's first 1..2 latent frames and its
+    last one are clean: sigma 0 on their tokens, x0 in x, and no part of the loss."""
+    schedule = FlowMatchSchedule(TINY.diffusion)
+    conditioning = FrameConditioning(first_frame=1.0, max_prefix_frames=2, last_frame=1.0)
+    objective = FlowMatchingObjective(schedule, (1, 2, 2), conditioning=conditioning)
+    batch = {**latent_batch(), "latents": torch.randn(2, 8, 4, 4, 4)}
+    recorder = Recorder(scale=0.0)
+    output = objective.loss(recorder, batch, generators(0, 1), CPU)
+    call = recorder.calls[0]
+    per_frame = call["sigma"].view(2, 4, 4)[..., 0]  # 4 tokens per latent frame
+    clean = per_frame == 0
+    assert clean[:, 0].all()
+    assert clean[:, -1].all()
+    assert not clean.all(dim=1).any()  # never every frame
+    for item in range(2):
+        frames = clean[item]
+        torch.testing.assert_close(call["x"][item][:, frames], batch["latents"][item][:, frames])
+        assert (per_frame[item][~frames] > 0).all()
+    # by hand: the recorder predicts 0, so each item's loss is its noised frames' mean of
+    # (noise - x0)^2, and the batch loss the mean over items
+    noise = torch.stack([torch.randn(8, 4, 4, 4, generator=g) for g in generators(0, 1)])
+    target = (noise - batch["latents"]).pow(2)
+    per_item = [target[i][:, ~clean[i]].mean() for i in range(2)]
+    assert output.loss.item() == pytest.approx(float(sum(per_item) / 2), rel=1e-5)
+    assert output.parts["clean_frames"] == pytest.approx(float(clean.float().mean()))
+
+
+def test_frame_conditioning_is_off_in_validation_and_at_probability_zero() -> None:
+    schedule = FlowMatchSchedule(TINY.diffusion)
+    always = FlowMatchingObjective(schedule, (1, 2, 2), conditioning=FrameConditioning(1.0))
+    never = FlowMatchingObjective(schedule, (1, 2, 2))
+    held_out, plain = Recorder(), Recorder()
+    always.loss(held_out, latent_batch(), generators(0, 1), CPU, training=False)
+    never.loss(plain, latent_batch(), generators(0, 1), CPU)
+    assert held_out.calls[0]["sigma"].shape == (2,)
+    assert torch.equal(held_out.calls[0]["sigma"], plain.calls[0]["sigma"])
+
+
+def test_clean_frames_are_drawn_per_item() -> None:
+    conditioning = FrameConditioning(first_frame=0.5, max_prefix_frames=3, last_frame=0.5)
+    many = conditioning.clean_frames(generators(*range(200)), 5)
+    assert many.shape == (200, 5)
+    assert 0.35 < many[:, 0].float().mean() < 0.65
+    assert 0.3 < many[:, -1].float().mean() < 0.7
+    prefixes = {int(row[:4].sum()) for row in many if row[0]}
+    assert prefixes == {1, 2, 3}
+    assert not many.all(dim=1).any()
+    assert torch.equal(conditioning.clean_frames(generators(7), 5), many[7:8])
+    assert not FrameConditioning().clean_frames(generators(0), 5).any()
+    assert not conditioning.clean_frames(generators(0), 1).any()  # one frame: nothing to keep
 
 
 def test_each_item_draws_from_its_own_slot() -> None:

@@ -28,7 +28,7 @@ _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
 logger = logging.getLogger("aiprod_core.checkpoints")
-_reported: set[Path] = set()
+_reported: set[tuple[Path, str]] = set()
 _reported_lock = threading.Lock()
 
 
@@ -146,15 +146,22 @@ def warn_unverified(path: Path, reason: str, fix: str, log: logging.Logger | Non
     The warning reads ``<path>: no sha256 is known for this file (<reason>), so it is
     loaded unverified; <fix>``. Returns whether it was logged now (False: said before).
     """
-    key = Path(path).absolute()
+    return warn_once(
+        path,
+        "%s: no sha256 is known for this file (%s), so it is loaded unverified; %s",
+        reason,
+        fix,
+        log=log,
+    )
+
+
+def warn_once(path: Path, message: str, *args: object, log: logging.Logger | None = None) -> bool:
+    """Log ``message % (path, *args)`` as a warning once per (file, message) and process;
+    returns whether it was logged now."""
+    key = (Path(path).absolute(), message)
     with _reported_lock:
         if key in _reported:
             return False
         _reported.add(key)
-    (log or logger).warning(
-        "%s: no sha256 is known for this file (%s), so it is loaded unverified; %s",
-        path,
-        reason,
-        fix,
-    )
+    (log or logger).warning(message, path, *args)
     return True

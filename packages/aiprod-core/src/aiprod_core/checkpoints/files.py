@@ -34,6 +34,7 @@ from aiprod_core.checkpoints.header import (
     ALIASES_KEY,
     COMPONENT_KEY,
     CONFIG_KEY,
+    FORMAT_KEY,
     TensorInfo,
     build_metadata,
     parse_aliases,
@@ -114,7 +115,7 @@ def inspect_checkpoint(path: Path) -> CheckpointInfo:
     tensors, metadata = read_header(path)
     return CheckpointInfo(
         path=path,
-        config=parse_config(metadata[CONFIG_KEY], path),
+        config=parse_config(metadata[CONFIG_KEY], path, metadata[FORMAT_KEY]),
         component=metadata[COMPONENT_KEY],
         metadata=metadata,
         tensors=tensors,
@@ -185,15 +186,22 @@ def _existing_file(path: Path) -> Path:
 
 
 def _is_pickle(path: Path) -> bool:
-    """By name (.pt, .bin, ...) or by content (a torch.save zip archive or raw pickle)."""
+    """By name (.pt, .bin, ...) or by content (a torch.save zip archive or raw pickle).
+
+    A safetensors file starts with its header's length (8 bytes, little-endian) and then
+    the header's ``{``; a length such as 0x480 begins with the bytes of a pickle protocol
+    marker, so the ``{`` decides.
+    """
     if path.suffix.lower() in PICKLE_SUFFIXES:
         return True
     try:
         with path.open("rb") as stream:
-            start = stream.read(4)
+            start = stream.read(9)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    return start == _ZIP_MAGIC or (len(start) >= 2 and start[0] == 0x80 and 2 <= start[1] <= 5)
+    if start[8:9] == b"{":
+        return False
+    return start[:4] == _ZIP_MAGIC or (len(start) >= 2 and start[0] == 0x80 and 2 <= start[1] <= 5)
 
 
 def _pickle_refusal(path: Path) -> str:

@@ -21,7 +21,12 @@ from aiprod_core.documents import HEADER_LIMITS, DocumentError, Limits, parse_js
 from aiprod_core.models.configs import ModelConfig
 from aiprod_core.problems import at_most_listed, validation_problems
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+"""Format 2: the transformer uses adaLN-single and RoPE positions in seconds and pixels, and
+the VAE stores its latent statistics."""
+READABLE_FORMATS = ("1", FORMAT_VERSION)
+"""Format 1 files are read: their VAE, upsampler and text encoder still load (the VAE with
+identity latent statistics); their transformer does not fit (see checkpoints.loading)."""
 CONFIG_KEY = "aiprod.config"
 FORMAT_KEY = "aiprod.format"
 COMPONENT_KEY = "aiprod.component"
@@ -56,7 +61,7 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
             f"{path}: missing metadata {', '.join(missing)}; expected a checkpoint written by "
             "aiprod_core.checkpoints.save_checkpoint, which stores the model config there"
         )
-    if metadata[FORMAT_KEY] != FORMAT_VERSION:
+    if metadata[FORMAT_KEY] not in READABLE_FORMATS:
         raise CheckpointError(
             f"{path}: checkpoint format {metadata[FORMAT_KEY]!r} is not supported; "
             f"expected format {FORMAT_VERSION!r}"
@@ -133,9 +138,15 @@ def _entry_end(entry: Any) -> int | None:
     return None
 
 
-def parse_config(text: str, path: Path) -> ModelConfig:
-    """The ``aiprod.config`` metadata as a validated ``ModelConfig``."""
+def parse_config(text: str, path: Path, format_version: str = FORMAT_VERSION) -> ModelConfig:
+    """The ``aiprod.config`` metadata as a validated ``ModelConfig``.
+
+    A format 1 config names no ``transformer.latent_scale``; it is the VAE's compression.
+    """
     try:
+        if format_version == "1":
+            data = parse_json(text, f"{path}: its {CONFIG_KEY} metadata", error=CheckpointError)
+            return ModelConfig.model_validate(_upgraded_from_format_1(data))
         return ModelConfig.model_validate_json(text)
     except ValidationError as exc:
         problems = [
@@ -146,6 +157,16 @@ def parse_config(text: str, path: Path) -> ModelConfig:
         raise CheckpointError(
             f"{path}: its {CONFIG_KEY} metadata is not a valid model config: {listed}"
         ) from None
+
+
+def _upgraded_from_format_1(data: Any) -> Any:
+    """A format 1 config with the fields format 2 added filled in from the others."""
+    if isinstance(data, dict) and isinstance(data.get("transformer"), dict):
+        vae = data.get("vae")
+        if isinstance(vae, dict):
+            scale = [vae.get("temporal_compression"), vae.get("spatial_compression")]
+            data["transformer"].setdefault("latent_scale", scale)
+    return data
 
 
 def parse_aliases(

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
+from aiprod_core.checkpoints.digest import warn_once
 from aiprod_core.checkpoints.errors import CheckpointError
 from aiprod_core.checkpoints.files import Checkpoint, read_checkpoint
+from aiprod_core.checkpoints.header import FORMAT_KEY
 from aiprod_core.models.configs import ModelConfig
 
 if TYPE_CHECKING:
@@ -79,6 +81,10 @@ COMPONENTS: dict[str, Callable[[ModelConfig, torch.device], nn.Module]] = {
 }
 
 _LISTED = 5
+STATISTICS = ("latent_stats.mean", "latent_stats.std")
+"""State-dict name endings of a VAE's latent statistics (added in checkpoint format 2)."""
+TRAINED_STEPS = "trained_steps"
+"""The upsampler's training-step count (format 2); no format 1 upsampler was ever trained."""
 
 
 def config_differences(
@@ -152,9 +158,60 @@ def load_component(
             f"{checkpoint.path}: holds an unknown component {kind!r}; "
             f"expected one of: {', '.join(COMPONENTS)}"
         )
+    old_format = checkpoint.metadata.get(FORMAT_KEY) == "1"
+    if old_format and kind in ("bundle", "transformer"):
+        raise CheckpointError(
+            f"{checkpoint.path}: is a format 1 {kind} checkpoint, whose transformer (per-block "
+            "modulation, positions on the token grid) does not fit this version of AIPROD. "
+            "Regenerate it: `nox -s demo -- --retrain` rebuilds aiprod-tiny; for your own "
+            "models, train the transformer again with aiprod-train (mode dit) on a latent "
+            "cache made with the current version"
+        )
+    tensors = checkpoint.tensors
+    if old_format:
+        tensors = _with_identity_statistics(module_names(kind, config), tensors, checkpoint.path)
     module = COMPONENTS[kind](config, torch.device(device))
-    _assign_state(module, checkpoint.tensors, checkpoint.path, kind)
+    _assign_state(module, tensors, checkpoint.path, kind)
     return module, config
+
+
+def module_names(kind: str, config: ModelConfig) -> list[str]:
+    """The state-dict names of the ``kind`` module of ``config`` (built on the meta device)."""
+    return list(COMPONENTS[kind](config, torch.device("meta")).state_dict().keys())
+
+
+def _with_identity_statistics(
+    names: list[str], tensors: Mapping[str, torch.Tensor], path: Path
+) -> dict[str, torch.Tensor]:
+    """``tensors`` plus what a format 1 file lacks: identity latent statistics (noted once)
+    and an upsampler step count of 0."""
+    filled = dict(tensors)
+    for name in names:
+        if name.endswith(TRAINED_STEPS) and name not in tensors:
+            filled[name] = torch.zeros((), dtype=torch.int64)  # never trained before format 2
+    missing = [name for name in names if name.endswith(STATISTICS) and name not in tensors]
+    if not missing:
+        return filled
+    for name in missing:
+        channels = _channels_of(name, tensors)
+        filled[name] = torch.zeros(channels) if name.endswith("mean") else torch.ones(channels)
+    warn_once(
+        path,
+        "%s: has no latent statistics (written before the VAE stored them), so its latents "
+        "are used unnormalised (mean 0, std 1); a VAE trained again with aiprod-train "
+        "(mode vae) measures and stores them",
+    )
+    return filled
+
+
+def _channels_of(name: str, tensors: Mapping[str, torch.Tensor]) -> int:
+    """The latent channels of the VAE that owns statistics tensor ``name``."""
+    prefix = name[: -len(STATISTICS[0])] if name.endswith(STATISTICS[0]) else name
+    prefix = prefix.rsplit("latent_stats.", 1)[0]
+    conv = tensors.get(f"{prefix}decoder.conv_in.conv.weight")
+    if conv is None:
+        raise CheckpointError(f"cannot find the latent channels of {prefix or 'the'} VAE")
+    return int(conv.shape[1])
 
 
 def load_model(

@@ -1,4 +1,4 @@
-"""Rectified-flow diffusion: schedule, samplers, guidance and first-frame conditioning.
+"""Rectified-flow diffusion: schedule, samplers, guidance and frame conditioning.
 
 A generation loop composes them::
 
@@ -11,7 +11,7 @@ A generation loop composes them::
 and training uses ``sample_training_sigmas``, ``add_noise`` and ``velocity_target``.
 """
 
-from aiprod_core.diffusion.conditioning import FirstFrameCondition
+from aiprod_core.diffusion.conditioning import Conditioning, FrameCondition, token_sigmas
 from aiprod_core.diffusion.guidance import ClassifierFreeGuidance
 from aiprod_core.diffusion.protocols import (
     Denoiser,
@@ -32,10 +32,11 @@ from aiprod_core.diffusion.schedule import (
 
 __all__ = [
     "ClassifierFreeGuidance",
+    "Conditioning",
     "Denoiser",
     "EulerSampler",
-    "FirstFrameCondition",
     "FlowMatchSchedule",
+    "FrameCondition",
     "Guider",
     "HeunSampler",
     "Sampler",
@@ -45,5 +46,6 @@ __all__ = [
     "add_noise",
     "broadcast_sigma",
     "predict_x0",
+    "token_sigmas",
     "velocity_target",
 ]

@@ -49,7 +49,7 @@ class ClassifierFreeGuidance:
 
         ``text``/``uncond_text`` are ``[B, L, D]`` (``L`` may differ; the shorter is padded
         and masked; a batch-1 ``uncond_text`` serves every sample); ``sigma`` may be
-        ``[B]`` or ``[B, T]``.
+        ``[B]`` or ``[B, N]`` (per token).
         """
         if self.scale == 1.0:
             return lambda x, sigma: denoiser(x, sigma, text, text_mask)

@@ -15,7 +15,7 @@ import torch
 
 VelocityFn: TypeAlias = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``velocity_fn(x, sigma) -> v``: ``x`` ``[B, ...]``; ``sigma`` float32 ``[B]`` (or
-``[B, T]`` per latent frame, see ``FirstFrameCondition``); ``v`` has ``x``'s shape."""
+``[B, N]`` per token, see ``Conditioning``); ``v`` has ``x``'s shape."""
 
 Denoiser: TypeAlias = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
@@ -24,7 +24,7 @@ Denoiser: TypeAlias = Callable[
 
 StepCallback: TypeAlias = Callable[[int, float, torch.Tensor], "torch.Tensor | None"]
 """``callback(step, sigma, x)`` after step ``step`` (0-based) reached ``sigma``; a returned
-tensor replaces ``x`` (a hook such as ``FirstFrameCondition.apply``), None keeps it."""
+tensor replaces ``x`` (a hook such as ``Conditioning.apply``), None keeps it."""
 
 
 @runtime_checkable

@@ -6,9 +6,15 @@ schedule spends more steps at high noise for them. With ``mu`` the log-shift,
     shift(sigma) = e^mu / (e^mu + (1 / sigma - 1))        (= e^mu sigma / (e^mu sigma + 1 - sigma))
 
 which is a translation by ``mu`` in logit space: ``logit(shift(sigma)) = logit(sigma) + mu``.
-``mu`` is interpolated linearly from ``base_shift`` at ``base_tokens`` to ``max_shift`` at
-``max_tokens``; token counts outside that range are clamped to it, so the shift never leaves
-the configured interval (no extrapolation to extreme values for tiny or huge inputs).
+As in LTX-2, ``mu`` is the straight line through ``base_shift`` at ``base_tokens`` and
+``max_shift`` at ``max_tokens``, extended (not clamped) beyond them: a video twice the
+largest anchor shifts further still.
+
+Terminal stretch (LTX-2): with ``terminal`` set, the sampling grid's non-zero sigmas are
+stretched (``1 - sigma`` scaled) so that the last one before 0 is exactly ``terminal``; the
+first stays 1. The final step then goes from ``terminal`` to 0 in one move, and the steps
+before it are spread over ``[terminal, 1]`` instead of crowding near 0 where little
+changes. ``terminal = None`` keeps the shifted grid as it is.
 """
 
 from __future__ import annotations
@@ -59,6 +65,17 @@ def predict_x0(
     return x - broadcast_sigma(sigma, x).to(x.dtype) * velocity
 
 
+def stretch_to_terminal(sigmas: torch.Tensor, terminal: float) -> torch.Tensor:
+    """``sigmas`` (decreasing from 1, ending at 0) with ``1 - sigma`` of the non-zero ones
+    scaled so the last non-zero sigma is ``terminal`` (see the module docstring)."""
+    stretched = sigmas.clone()
+    nonzero = sigmas > 0
+    one_minus = 1.0 - sigmas[nonzero]
+    if one_minus[-1] > 0:
+        stretched[nonzero] = 1.0 - one_minus * ((1.0 - terminal) / one_minus[-1])
+    return stretched
+
+
 class FlowMatchSchedule:
     """Rectified-flow schedule with a resolution-dependent shift (see the module docstring)."""
 
@@ -66,12 +83,11 @@ class FlowMatchSchedule:
         self.config = config
 
     def mu(self, num_tokens: int) -> float:
-        """The log-shift for ``num_tokens`` latent tokens (clamped to the configured range)."""
+        """The log-shift for ``num_tokens`` latent tokens (the line through the two anchors)."""
         if num_tokens < 1:
             raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
         c = self.config
-        tokens = min(max(num_tokens, c.base_tokens), c.max_tokens)
-        fraction = (tokens - c.base_tokens) / (c.max_tokens - c.base_tokens)
+        fraction = (num_tokens - c.base_tokens) / (c.max_tokens - c.base_tokens)
         return c.base_shift + fraction * (c.max_shift - c.base_shift)
 
     @staticmethod
@@ -85,7 +101,10 @@ class FlowMatchSchedule:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         uniform = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
-        return self.shift(uniform, self.mu(num_tokens)).to(torch.float32)
+        sigmas = self.shift(uniform, self.mu(num_tokens))
+        if self.config.terminal is not None:
+            sigmas = stretch_to_terminal(sigmas, self.config.terminal)
+        return sigmas.to(torch.float32)
 
     def sample_training_sigmas(
         self,

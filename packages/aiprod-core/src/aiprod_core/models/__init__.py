@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiprod_core.models.configs import (
     DiffusionConfig,
+    GenerationDefaults,
     ModelConfig,
     TextEncoderConfig,
     TransformerConfig,
@@ -28,6 +29,7 @@ __all__ = [
     "PRESETS",
     "AiprodModel",
     "DiffusionConfig",
+    "GenerationDefaults",
     "ModelConfig",
     "TextEncoderConfig",
     "TransformerConfig",

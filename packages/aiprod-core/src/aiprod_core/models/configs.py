@@ -31,19 +31,32 @@ class TransformerConfig(_Frozen):
     mlp_ratio: float = Field(default=8 / 3, gt=0, description="gated MLP hidden = ratio * dim")
     text_dim: int = Field(ge=1, description="width of the text encoder's token embeddings")
     timestep_dim: int = Field(default=256, ge=2, description="sinusoidal timestep features")
-    rope_theta: float = Field(default=10_000.0, gt=0)
+    rope_theta: float = Field(
+        default=10_000.0, gt=1, description="ratio of RoPE's fastest to slowest frequency"
+    )
+    rope_max_positions: tuple[float, float, float] = Field(
+        default=(20.0, 2048.0, 2048.0),
+        description="(seconds, pixel rows, pixel columns) RoPE positions are divided by",
+    )
     qk_norm: bool = Field(default=True, description="RMS-normalise queries and keys")
+    latent_scale: tuple[int, int] = Field(
+        default=(1, 1),
+        description="(temporal, spatial) compression of the VAE whose latents it reads: "
+        "RoPE positions are in pixels and seconds through it",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TransformerConfig:
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by num_heads")
         head_dim = self.hidden_dim // self.num_heads
-        if head_dim % 6:
+        if head_dim % 2 or head_dim < 6:
             raise ValueError(
-                f"head_dim {head_dim} must be divisible by 6 so 3D RoPE can split it "
-                "into (t, h, w) rotation pairs"
+                f"head_dim {head_dim} must be even and at least 6 so 3D RoPE can give each "
+                "of (t, h, w) a rotation pair"
             )
+        if min(self.rope_max_positions) <= 0:
+            raise ValueError("rope_max_positions entries must be > 0")
         if min(self.patch_size) < 1:
             raise ValueError("patch_size entries must be >= 1")
         return self
@@ -123,12 +136,19 @@ class TextEncoderConfig(_Frozen):
 
 
 class DiffusionConfig(_Frozen):
-    """Rectified-flow schedule settings (the shift grows with the number of tokens)."""
+    """Rectified-flow schedule settings (the shift grows with the number of tokens, and the
+    sampling grid is stretched to end at ``terminal``; see aiprod_core.diffusion.schedule)."""
 
     base_shift: float = Field(default=0.5, description="log-shift at base_tokens")
     max_shift: float = Field(default=1.15, description="log-shift at max_tokens")
     base_tokens: int = Field(default=256, ge=1)
     max_tokens: int = Field(default=4096, ge=1)
+    terminal: float | None = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="the sampling grid's last sigma before 0 (LTX-2's stretch); None: no stretch",
+    )
     logit_normal_mean: float = 0.0
     logit_normal_std: float = Field(default=1.0, gt=0)
     default_steps: int = Field(default=30, ge=1)
@@ -141,6 +161,19 @@ class DiffusionConfig(_Frozen):
         return self
 
 
+class GenerationDefaults(_Frozen):
+    """The video a request gets when it names no size: what the model was trained on.
+
+    A preset carries sizes that fit it; the trainer records the size and frame rate of the
+    clips a transformer was trained on, so a checkpoint generates what it learned by default.
+    """
+
+    width: int = Field(default=64, ge=1)
+    height: int = Field(default=64, ge=1)
+    frames: int = Field(default=9, ge=1)
+    fps: int = Field(default=24, ge=1)
+
+
 class ModelConfig(_Frozen):
     """A whole AIPROD model: what a preset names and what a checkpoint stores."""
 
@@ -150,6 +183,7 @@ class ModelConfig(_Frozen):
     upsampler: UpsamplerConfig
     text_encoder: TextEncoderConfig
     diffusion: DiffusionConfig = DiffusionConfig()
+    generation: GenerationDefaults = GenerationDefaults()
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
@@ -157,6 +191,12 @@ class ModelConfig(_Frozen):
             raise ValueError(
                 f"transformer.in_channels ({self.transformer.in_channels}) must equal "
                 f"vae.latent_channels ({self.vae.latent_channels})"
+            )
+        scale = (self.vae.temporal_compression, self.vae.spatial_compression)
+        if tuple(self.transformer.latent_scale) != scale:
+            raise ValueError(
+                f"transformer.latent_scale {tuple(self.transformer.latent_scale)} must equal "
+                f"the VAE's (temporal_compression, spatial_compression) {scale}"
             )
         if self.upsampler.latent_channels != self.vae.latent_channels:
             raise ValueError("upsampler.latent_channels must equal vae.latent_channels")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiprod_core.errors import ConfigError
 from aiprod_core.models.configs import (
     DiffusionConfig,
+    GenerationDefaults,
     ModelConfig,
     TextEncoderConfig,
     TransformerConfig,
@@ -15,8 +16,20 @@ from aiprod_core.models.configs import (
 
 TINY = ModelConfig(
     preset="tiny",
+    # Positions of a 32 x 32 clip of about a second span a good part of a 4 s, 64 px range,
+    # and theta 100 spreads the 4 rotation pairs per axis from a quarter turn across that
+    # range to about 2.5 radians per pixel: the production range (20 s, 2048 px, theta 1e4)
+    # would leave a tiny clip almost all its pairs unturned or aliased.
     transformer=TransformerConfig(
-        in_channels=8, patch_size=(1, 2, 2), hidden_dim=96, depth=2, num_heads=4, text_dim=64
+        in_channels=8,
+        patch_size=(1, 2, 2),
+        hidden_dim=96,
+        depth=2,
+        num_heads=4,
+        text_dim=64,
+        rope_theta=100.0,
+        rope_max_positions=(4.0, 64.0, 64.0),
+        latent_scale=(2, 4),
     ),
     vae=VAEConfig(
         latent_channels=8,
@@ -32,19 +45,31 @@ TINY = ModelConfig(
     # A tiny clip is ~80 tokens, where the default logit-normal draw almost never trains at
     # the near-pure noise where only the prompt says which colours to paint: shift it up and
     # widen it (a demo run's backgrounds went from 5 of 16 prompts right to 16 of 16).
+    # No terminal stretch: the demo samples a 80-token clip in 30 Euler steps, whose last
+    # steps sit at sigma 0.01-0.05 where the tiny model sharpens the shape's edge; stretched
+    # to 0.1, the final step is 3x longer and edges blur into off-palette pixels.
     diffusion=DiffusionConfig(
         base_tokens=64,
         max_tokens=1024,
         default_steps=20,
         logit_normal_mean=0.5,
         logit_normal_std=1.4,
+        terminal=None,
     ),
+    # The demo's clips: what the README's `aiprod-generate --model aiprod-tiny` should make.
+    generation=GenerationDefaults(width=32, height=32, frames=9, fps=8),
 )
 
 SMALL = ModelConfig(
     preset="small",
     transformer=TransformerConfig(
-        in_channels=32, patch_size=(1, 2, 2), hidden_dim=768, depth=16, num_heads=8, text_dim=512
+        in_channels=32,
+        patch_size=(1, 2, 2),
+        hidden_dim=768,
+        depth=16,
+        num_heads=8,
+        text_dim=512,
+        latent_scale=(4, 8),
     ),
     vae=VAEConfig(
         latent_channels=32,
@@ -55,18 +80,22 @@ SMALL = ModelConfig(
     ),
     upsampler=UpsamplerConfig(latent_channels=32, hidden_channels=256, num_blocks=2),
     text_encoder=TextEncoderConfig(dim=512, max_length=128, depth=4, num_heads=8),
+    generation=GenerationDefaults(width=256, height=256, frames=33, fps=24),
 )
 
 AIPROD_19B = ModelConfig(
     preset="aiprod-19b",
+    # 56 blocks of 16 D^2 (attention 8 D^2, gated MLP 8 D^2) = 19.0B parameters spent in
+    # attention and MLP; adaLN-single adds one shared 6 D^2 modulation (0.7 %).
     transformer=TransformerConfig(
         in_channels=128,
         patch_size=(1, 1, 1),
         hidden_dim=4608,
-        depth=40,
-        num_heads=32,
+        depth=56,
+        num_heads=36,
         text_dim=4096,
-    ),  # fmt: skip
+        latent_scale=(8, 32),
+    ),
     vae=VAEConfig(
         latent_channels=128,
         base_channels=128,
@@ -77,7 +106,11 @@ AIPROD_19B = ModelConfig(
     ),
     upsampler=UpsamplerConfig(latent_channels=128, hidden_channels=1024, num_blocks=4),
     text_encoder=TextEncoderConfig(dim=4096, max_length=256, depth=8, num_heads=32),
-    diffusion=DiffusionConfig(base_tokens=1024, max_tokens=32768, default_steps=40),
+    # LTX-2's anchors: log-shift 0.95 at 1024 tokens and 2.05 at 4096, extended beyond.
+    diffusion=DiffusionConfig(
+        base_shift=0.95, max_shift=2.05, base_tokens=1024, max_tokens=4096, default_steps=40
+    ),
+    generation=GenerationDefaults(width=768, height=512, frames=121, fps=24),
 )
 
 PRESETS: dict[str, ModelConfig] = {c.preset: c for c in (TINY, SMALL, AIPROD_19B)}

@@ -1,11 +1,16 @@
 """One transformer block: adaLN self-attention, cross-attention to text, gated MLP.
 
-The timestep conditioning ``c`` (already passed through SiLU) gives each block six
-vectors: shift, scale and gate for the self-attention branch and for the MLP branch::
+adaLN-single (PixArt-alpha, LTX-Video): the model turns the timestep into one modulation
+``m [B, 1 or N, 6, D]`` shared by every block, and each block adds its own learned table
+``[6, D]`` to it, giving shift, scale and gate for the self-attention branch and for the
+MLP branch::
 
     x = x + gate_a * SelfAttention(adaLN(x; shift_a, scale_a))
     x = x + CrossAttention(RMSNorm(x), text)
     x = x + gate_m * MLP(adaLN(x; shift_m, scale_m))
+
+``m`` has one row per sample (a sigma per sample) or one per token (a sigma per token, so
+conditioned tokens at sigma 0 are modulated as clean). The table starts at zero.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class TransformerBlock(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         dim = config.hidden_dim
-        self.modulation = nn.Linear(dim, 6 * dim)
+        self.scale_shift_table = nn.Parameter(torch.zeros(6, dim))
         self.attn = SelfAttention(dim, config.num_heads, config.qk_norm)
         self.cross_norm = RMSNorm(dim)
         self.cross_attn = CrossAttention(dim, config.num_heads, config.qk_norm)
@@ -55,11 +60,10 @@ class TransformerBlock(nn.Module):
         context: torch.Tensor,
         context_mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        """``x [B, N, D]``, ``cond [B, D]``, ``context [B, L, D]``, ``context_mask [B, L]``."""
-        modulation: torch.Tensor = self.modulation(cond)
-        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = modulation.unsqueeze(1).chunk(
-            6, dim=-1
-        )
+        """``x [B, N, D]``, ``cond [B, 1 or N, 6, D]`` (the shared modulation),
+        ``context [B, L, D]``, ``context_mask [B, L]``."""
+        modulation = cond + self.scale_shift_table.to(cond.dtype)
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = modulation.unbind(dim=2)
         x = x + gate_a * self.attn(adaptive_layer_norm(x, shift_a, scale_a), rope)
         x = x + self.cross_attn(self.cross_norm(x), context, context_mask)
         mlp: torch.Tensor = self.mlp(adaptive_layer_norm(x, shift_m, scale_m))

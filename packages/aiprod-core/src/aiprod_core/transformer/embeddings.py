@@ -12,7 +12,8 @@ TIMESTEP_SCALE = 1000.0
 
 
 def timestep_sinusoids(sigma: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """``[B, dim]`` float32 sinusoidal features of ``sigma * 1000`` (cos half, then sin half).
+    """``[*sigma.shape, dim]`` float32 sinusoidal features of ``sigma * 1000`` (cos half, then
+    sin half): ``[B, dim]`` for a sigma per sample, ``[B, N, dim]`` for one per token.
 
     An odd ``dim`` gets a final zero column.
     """
@@ -20,7 +21,7 @@ def timestep_sinusoids(sigma: torch.Tensor, dim: int, max_period: float = 10_000
     freqs = torch.exp(
         -math.log(max_period) * torch.arange(half, device=sigma.device, dtype=torch.float32) / half
     )
-    angles = (sigma.float() * TIMESTEP_SCALE)[:, None] * freqs[None, :]
+    angles = (sigma.float() * TIMESTEP_SCALE)[..., None] * freqs
     features = torch.cat([angles.cos(), angles.sin()], dim=-1)
     if dim % 2:
         features = F.pad(features, (0, 1))

@@ -4,7 +4,10 @@ A matrix product of ``[n, k] @ [k, m]`` counts ``2 * n * k * m`` FLOPs. Only mat
 products are counted (linear layers and the two products inside attention); norms, RoPE,
 activations and softmax are left out, as is usual for MFU. A training step (forward and
 backward) is about ``3 *`` the forward figure; add one more forward with gradient
-checkpointing if you count recomputation (MFU conventionally does not).
+checkpointing if you count recomputation (MFU conventionally does not). The timestep
+embedding and modulation are counted once per sample (a sigma per sample); with a sigma per
+token they run per token, which adds ``2 * (timestep_dim + 7 * D) * D`` per token, under 1 %
+of a block's work at every preset.
 """
 
 from __future__ import annotations
@@ -31,14 +34,14 @@ def _sample_flops(config: TransformerConfig, num_tokens: int, text_tokens: int) 
         + 2 * n * d * d  # cross-attention output
         + 2 * n * d * 2 * m  # MLP gate and up
         + 2 * n * m * d  # MLP down
-        + 2 * d * 6 * d  # adaLN modulation (once per sample)
     )
     embeddings = (
         2 * n * patch_dim * d  # patch embedding
-        + 2 * (config.timestep_dim * d + d * d)  # timestep MLP
+        + 2 * (config.timestep_dim * d + d * d)  # timestep MLP (once per sample)
+        + 2 * d * 6 * d  # adaLN-single modulation, shared by all blocks (once per sample)
         + 2 * s * (config.text_dim * d + d * d)  # text projection
     )
-    final = 2 * d * 2 * d + 2 * n * d * patch_dim  # final modulation and projection
+    final = 2 * n * d * patch_dim  # final projection
     return config.depth * per_block + embeddings + final
 
 

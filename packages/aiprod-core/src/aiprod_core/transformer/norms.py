@@ -26,7 +26,8 @@ class RMSNorm(nn.Module):
 def adaptive_layer_norm(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """adaLN: LayerNorm without affine, then ``* (1 + scale) + shift`` from the conditioning.
 
-    ``x`` is ``[B, N, D]``; ``shift`` and ``scale`` are ``[B, 1, D]`` (one per sample).
+    ``x`` is ``[B, N, D]``; ``shift`` and ``scale`` are ``[B, 1, D]`` (one per sample) or
+    ``[B, N, D]`` (one per token).
     """
     h = F.layer_norm(x.float(), (x.shape[-1],), eps=EPS)
     return (h * (1 + scale.float()) + shift.float()).to(x.dtype)

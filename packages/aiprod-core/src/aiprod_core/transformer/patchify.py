@@ -2,7 +2,7 @@
 
 Latents ``[B, C, T, H, W]`` become tokens ``[B, N, C * pt * ph * pw]`` on the grid
 ``(T', H', W') = (T / pt, H / ph, W / pw)``, ordered time-major, then rows, then columns
-(the order :func:`aiprod_core.transformer.rope.grid_positions` enumerates).
+(the order :func:`aiprod_core.transformer.rope.token_positions` enumerates).
 """
 
 from __future__ import annotations

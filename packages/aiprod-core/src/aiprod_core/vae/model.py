@@ -6,6 +6,11 @@ Videos are [B, 3, F, H, W] in [-1, 1] with ``F = 1 + k * temporal_compression`` 
 frame is encoded on its own (so a still image is a one-frame video) and every layer is
 causal in time: latent frame ``j`` depends only on pixel frames ``<= t * j`` and decoded
 frame ``f`` only on latent frames ``<= ceil(f / t)``.
+
+``latent_stats`` (:mod:`aiprod_core.vae.normalization`) holds the per-channel statistics
+of the VAE's latents over its training set: ``normalize`` turns posterior means into the
+latents the transformer and the upsampler work on, ``denormalize`` turns them back before
+:meth:`CausalVideoVAE.decode`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from aiprod_core.models.configs import VAEConfig
 from aiprod_core.vae.decoder import Decoder
 from aiprod_core.vae.distribution import DiagonalGaussian
 from aiprod_core.vae.encoder import Encoder
+from aiprod_core.vae.normalization import LatentStatistics
 from aiprod_core.vae.shapes import VideoGeometry, VideoShapeError
 from aiprod_core.vae.tiling import ReceptiveField, decode_tiled, receptive_field
 
@@ -40,6 +46,15 @@ class CausalVideoVAE(nn.Module):
         self.geometry = VideoGeometry(config.spatial_compression, config.temporal_compression)
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
+        self.latent_stats = LatentStatistics(config.latent_channels)
+
+    def normalize(self, latents: torch.Tensor) -> torch.Tensor:
+        """Raw latents (posterior means or samples) -> the diffusion model's latents."""
+        return self.latent_stats.normalize(latents)
+
+    def denormalize(self, latents: torch.Tensor) -> torch.Tensor:
+        """The diffusion model's latents -> raw latents, ready for :meth:`decode`."""
+        return self.latent_stats.denormalize(latents)
 
     def validate_video_shape(self, frames: int, height: int, width: int) -> None:
         """Raise VideoShapeError naming each value that does not fit and its valid neighbours."""

@@ -8,10 +8,10 @@ that names the option and what was expected.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import inspect
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import NoReturn
@@ -19,7 +19,12 @@ from typing import NoReturn
 import torch
 
 from aiprod_core.errors import AiprodError
-from aiprod_pipelines.pipelines import GenerationRequest, TwoStagePipeline
+from aiprod_core.models import get_preset
+from aiprod_pipelines.pipelines import (
+    InvalidRequestError,
+    TwoStagePipeline,
+    parse_image_argument,
+)
 from aiprod_pipelines.video_io import WRITE_FORMATS
 
 PROG = "aiprod-generate"
@@ -37,8 +42,8 @@ DTYPES: dict[str, torch.dtype] = {
 }
 
 DESCRIPTION = """\
-Generate a video from a text prompt (or from an image and a prompt) with an AIPROD model
-and write it as MP4 (default), GIF, or a folder of PNG frames."""
+Generate a video from a text prompt (and, optionally, images shown at chosen frames) with
+an AIPROD model and write it as MP4 (default), GIF, or a folder of PNG frames."""
 
 EPILOG = """\
 examples:
@@ -46,9 +51,21 @@ examples:
   aiprod-generate "waves at dusk" -o waves.gif --width 96 --height 64 --frames 17 --seed 7
   aiprod-generate "a spinning top" -o top_frames --format png
   aiprod-generate "the cat wakes up" --image cat.png -o cat.mp4
+  aiprod-generate "a ball rolls across" --image first.png --image last.png@8 -o roll.mp4
   aiprod-generate "a city street at night" --two-stage --refine-steps 4 -o street.mp4
   aiprod-generate "smoke test" --random-weights --preset tiny -o noise.mp4 --json
   aiprod-generate "a red circle" --env production --model aiprod-19b --device cuda --dtype bf16
+
+sizes:
+  --width, --height, --frames and --fps default to what the model was trained on (the
+  generation defaults in its config, e.g. {tiny} for the tiny preset); --steps and
+  --guidance default to its sampling defaults.
+
+images:
+  --image PATH[@FRAME] shows a PNG or JPEG at pixel frame FRAME of the video (0 when
+  omitted; 0 .. frames-1). One image at frame 0 is image-to-video; first and last frame
+  make keyframe interpolation; several leading frames continue a video. Each frame takes
+  at most one image. A path containing '@' keeps it when what follows is not a number.
 
 output:
   The format follows -o: .mp4, .gif, or a path without a suffix for a folder of PNG frames
@@ -65,7 +82,14 @@ model weights:
 
 exit status:
   0 the video was written; 1 loading the model, generating or writing failed;
-  2 bad arguments, configuration, input image, output path or request sizes."""
+  2 bad arguments, configuration, input images, output path or request sizes."""
+
+
+def epilog() -> str:
+    """:data:`EPILOG` with the tiny preset's generation defaults filled in."""
+    tiny = get_preset("tiny").generation
+    sizes = f"{tiny.width}x{tiny.height}, {tiny.frames} frames at {tiny.fps} fps"
+    return EPILOG.replace("{tiny}", sizes)
 
 
 class UsageError(AiprodError):
@@ -79,14 +103,31 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _defaults() -> dict[str, object]:
-    """Defaults shown in ``--help``: the request's fields and two-stage's refine steps."""
-    defaults: dict[str, object] = {
-        field.name: field.default for field in dataclasses.fields(GenerationRequest)
-    }
+@dataclass(frozen=True)
+class ImageOption:
+    """One ``--image PATH[@FRAME]``: the text as given, the file, and the frame it pins."""
+
+    text: str
+    path: Path
+    frame: int
+
+
+#: Shown in ``--help`` for the values whose default is the model's own.
+MODEL_DEFAULT = "default: the model's"
+
+
+def _refine_steps_default() -> int:
+    """Two-stage's default refinement steps, as ``--help`` shows them."""
     refine = inspect.signature(TwoStagePipeline.__call__).parameters["refine_steps"]
-    defaults["refine_steps"] = refine.default
-    return defaults
+    return int(refine.default)
+
+
+def _image_option(text: str) -> ImageOption:
+    try:
+        condition = parse_image_argument(text)
+    except InvalidRequestError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return ImageOption(text, Path(str(condition.image)), condition.frame)
 
 
 def _positive_int(text: str) -> int:
@@ -120,11 +161,10 @@ def version_text() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``aiprod-generate`` argument parser (``--help`` shows examples)."""
-    default = _defaults()
     parser = _Parser(
         prog=PROG,
         description=DESCRIPTION,
-        epilog=EPILOG,
+        epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=version_text())
@@ -146,31 +186,32 @@ def build_parser() -> argparse.ArgumentParser:
     request = parser.add_argument_group("what to generate")
     request.add_argument("--negative-prompt", help="what the video should not show")
     request.add_argument(
-        "--width", type=_positive_int, help=f"frame width in pixels ({default['width']})"
+        "--width", type=_positive_int, help=f"frame width in pixels ({MODEL_DEFAULT})"
     )
     request.add_argument(
-        "--height", type=_positive_int, help=f"frame height in pixels ({default['height']})"
+        "--height", type=_positive_int, help=f"frame height in pixels ({MODEL_DEFAULT})"
     )
-    request.add_argument(
-        "--frames", type=_positive_int, help=f"number of frames ({default['frames']})"
-    )
-    request.add_argument(
-        "--steps", type=_positive_int, help="denoising steps (default: the model's)"
-    )
+    request.add_argument("--frames", type=_positive_int, help=f"number of frames ({MODEL_DEFAULT})")
+    request.add_argument("--steps", type=_positive_int, help=f"denoising steps ({MODEL_DEFAULT})")
     request.add_argument(
         "--guidance",
         type=float,
-        help="classifier-free guidance scale, >= 1 (default: the model's)",
+        help=f"classifier-free guidance scale, >= 1 ({MODEL_DEFAULT})",
     )
     request.add_argument(
         "--seed",
         type=_non_negative_int,
-        default=default["seed"],
-        help=f"random seed; same seed, same video ({default['seed']})",
+        default=0,
+        help="random seed; same seed, same video (0)",
     )
-    request.add_argument("--fps", type=_positive_int, help=f"frames per second ({default['fps']})")
+    request.add_argument("--fps", type=_positive_int, help=f"frames per second ({MODEL_DEFAULT})")
     request.add_argument(
-        "--image", type=Path, help="PNG or JPEG to start from (image-to-video: its first frame)"
+        "--image",
+        type=_image_option,
+        action="append",
+        metavar="PATH[@FRAME]",
+        help="PNG or JPEG shown at pixel frame FRAME (default 0: image-to-video); repeat it "
+        "for keyframes, e.g. --image first.png --image last.png@8",
     )
     request.add_argument(
         "--two-stage",
@@ -180,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     request.add_argument(
         "--refine-steps",
         type=_positive_int,
-        help=f"refinement steps of --two-stage ({default['refine_steps']})",
+        help=f"refinement steps of --two-stage ({_refine_steps_default()})",
     )
 
     model = parser.add_argument_group("model")
@@ -241,7 +282,7 @@ def _check_combinations(args: argparse.Namespace) -> None:
     conflicts = [
         (args.checkpoint is not None and args.model is not None, "--checkpoint", "--model"),
         (args.checkpoint is not None and args.random_weights, "--checkpoint", "--random-weights"),
-        (args.image is not None and args.two_stage, "--image", "--two-stage"),
+        (bool(args.image) and args.two_stage, "--image", "--two-stage"),
     ]
     for clash, first, second in conflicts:
         if clash:

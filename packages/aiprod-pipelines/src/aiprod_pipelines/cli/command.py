@@ -1,9 +1,11 @@
 """``aiprod-generate``: run one generation from the command line and report it.
 
 Everything a user can get wrong is checked before the model is loaded, in this order: the
-arguments, the configuration, the output path, the input image, the model choice, and the
-request against the model's config. Errors end in one ``error: ...`` line on stderr and
-exit status 2 (usage, validation) or 1 (loading, generating or writing failed).
+arguments, the configuration, the output path, the input images, the model choice, and the
+request against the model's config (read from the checkpoint's header or the preset): the
+values left out are filled in from it (``GenerationRequest.resolved``), and the video is
+generated, written and reported with those. Errors end in one ``error: ...`` line on
+stderr and exit status 2 (usage, validation) or 1 (loading, generating or writing failed).
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import torch
 
 from aiprod_core.config import AiprodConfig, ConfigError, load_config
 from aiprod_core.errors import AiprodError
 from aiprod_pipelines.cli.arguments import PROG, UsageError, parse_arguments
+from aiprod_pipelines.cli.images import check_image_frames, read_images
 from aiprod_pipelines.cli.model_choice import (
     ModelChoice,
     choose_model,
@@ -30,6 +32,7 @@ from aiprod_pipelines.cli.model_choice import (
 )
 from aiprod_pipelines.cli.outputs import (
     OutputError,
+    check_frame_rate,
     check_output,
     choose_output,
     write_output,
@@ -37,14 +40,16 @@ from aiprod_pipelines.cli.outputs import (
 from aiprod_pipelines.pipelines import (
     GeneratedVideo,
     GenerationRequest,
+    ImageCondition,
     ImageToVideoPipeline,
     InvalidRequestError,
     LoadedModel,
+    ResolvedRequest,
     TextToVideoPipeline,
     TwoStagePipeline,
     load_model,
 )
-from aiprod_pipelines.video_io import VideoIOError, read_image
+from aiprod_pipelines.video_io import VideoIOError
 
 #: Exit status of each kind of failure.
 EXIT_RUNTIME = 1
@@ -68,7 +73,10 @@ RUNTIME_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass
 class GenerationResult:
-    """What one run wrote, as printed for people or as ``--json``."""
+    """What one run wrote, as printed for people or as ``--json``.
+
+    ``images`` lists the ``--image`` files and the frame each one pins.
+    """
 
     path: Path
     format: str
@@ -83,6 +91,7 @@ class GenerationResult:
     pipeline: str
     model: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    images: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> str:
         """The result as one JSON object (the path absolute)."""
@@ -98,6 +107,7 @@ class GenerationResult:
             "steps": self.steps,
             "guidance_scale": self.guidance_scale,
             "pipeline": self.pipeline,
+            "images": self.images,
             "model": self.model,
             "warnings": self.warnings,
         }
@@ -150,18 +160,22 @@ def generate(args: argparse.Namespace, *, stderr: TextIO) -> GenerationResult:
         prompt=request.prompt,
         seed=request.seed,
     )
-    check_output(target, fps=request.fps, overwrite=args.overwrite)
-    image = _read_image(args.image)
+    check_output(target, fps=None, overwrite=args.overwrite)
+    image_options = args.image or []
+    images = read_images(image_options)
     choice = choose_model(args, config)
     if choice.warning is not None:
         print(choice.warning, file=stderr)
-    upscale = 2 if args.two_stage else 1
-    request.validate(expected_model_config(choice, config), upscale=upscale)
+    model_config = expected_model_config(choice, config)
+    request.validate(model_config, upscale=2 if args.two_stage else 1)
+    resolved = request.resolved(model_config)
+    check_image_frames(image_options, resolved.frames, model_config.vae.temporal_compression)
+    check_frame_rate(target, resolved.fps)
 
     loaded = _load(choice, args, config)
-    video = _run_pipeline(loaded, request, args, image)
+    video = _run_pipeline(loaded, resolved, args, images)
     frames = video.frames
-    write_output(target, frames, fps=request.fps, overwrite=args.overwrite)
+    write_output(target, frames, fps=resolved.fps, overwrite=args.overwrite)
 
     count, height, width = (int(n) for n in frames.shape[:3])
     return GenerationResult(
@@ -170,19 +184,20 @@ def generate(args: argparse.Namespace, *, stderr: TextIO) -> GenerationResult:
         frames=count,
         width=width,
         height=height,
-        fps=request.fps,
+        fps=resolved.fps,
         seconds=time.perf_counter() - started,
-        seed=request.seed,
-        steps=request.steps_for(loaded.model_config),
-        guidance_scale=request.guidance_for(loaded.model_config),
+        seed=resolved.seed,
+        steps=resolved.steps,
+        guidance_scale=resolved.guidance_scale,
         pipeline=_pipeline_name(args),
         model=_model_record(choice, loaded),
         warnings=[choice.warning] if choice.warning else [],
+        images=[{"path": str(o.path), "frame": o.frame} for o in image_options],
     )
 
 
 def _request(args: argparse.Namespace) -> GenerationRequest:
-    """The request from the options given; the others keep GenerationRequest's defaults."""
+    """The request from the options given; the others are left None for the model's."""
     given = {
         "negative_prompt": args.negative_prompt,
         "width": args.width,
@@ -194,16 +209,6 @@ def _request(args: argparse.Namespace) -> GenerationRequest:
     }
     options = {key: value for key, value in given.items() if value is not None}
     return GenerationRequest(prompt=args.prompt, seed=args.seed, **options)
-
-
-def _read_image(path: Path | None) -> np.ndarray | None:
-    """The ``--image`` pixels, uint8 ``(H, W, 3)``, or None without ``--image``."""
-    if path is None:
-        return None
-    try:
-        return read_image(path)
-    except VideoIOError as exc:
-        raise UsageError(f"--image: {exc}") from None
 
 
 def _load(choice: ModelChoice, args: argparse.Namespace, config: AiprodConfig) -> LoadedModel:
@@ -219,20 +224,20 @@ def _load(choice: ModelChoice, args: argparse.Namespace, config: AiprodConfig) -
 
 
 def _pipeline_name(args: argparse.Namespace) -> str:
-    if args.image is not None:
+    if args.image:
         return "image-to-video"
     return "two-stage" if args.two_stage else "text-to-video"
 
 
 def _run_pipeline(
     loaded: LoadedModel,
-    request: GenerationRequest,
+    request: ResolvedRequest,
     args: argparse.Namespace,
-    image: np.ndarray | None,
+    images: list[ImageCondition],
 ) -> GeneratedVideo:
     options = {"device": args.torch_device, "dtype": args.torch_dtype, "progress": not args.quiet}
-    if image is not None:
-        return ImageToVideoPipeline(loaded.model, **options)(request, image)
+    if images:
+        return ImageToVideoPipeline(loaded.model, **options)(request, images)
     if args.two_stage:
         refine = {} if args.refine_steps is None else {"refine_steps": args.refine_steps}
         return TwoStagePipeline(loaded.model, **options)(request, **refine)

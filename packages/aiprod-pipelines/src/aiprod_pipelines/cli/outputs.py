@@ -2,8 +2,9 @@
 
 The output is checked before any model is loaded, so a bad path costs nothing: its format
 (from ``--format`` or the suffix), whether something is already there (kept unless
-``--overwrite``), whether the frame rate suits the format, and whether its folder can be
-created and written (tried with a hidden probe that is removed at once).
+``--overwrite``), and whether its folder can be created and written (tried with a hidden
+probe that is removed at once); once the model's config is read, whether the frame rate
+suits the format.
 """
 
 from __future__ import annotations
@@ -93,22 +94,35 @@ def choose_output(
     return OutputTarget(output, chosen)
 
 
-def check_output(target: OutputTarget, *, fps: int, overwrite: bool) -> None:
+def check_output(target: OutputTarget, *, fps: int | None, overwrite: bool) -> None:
     """Refuse an output that exists (unless ``overwrite``), has the wrong kind, fps it
     cannot store, or a folder that cannot be created or written.
+
+    ``fps`` None skips the frame-rate check (it is made with :func:`check_frame_rate`
+    once the model's default frame rate is known).
 
     Raises:
         OutputError: naming the path and what to do instead.
     """
     path = target.path
-    if target.format == "gif":
-        try:
-            gif_delay_ms(frame_rate(fps, path), path)
-        except VideoIOError as exc:
-            raise OutputError(f"--fps {fps}: {exc}") from None
+    if fps is not None:
+        check_frame_rate(target, fps)
     if path.exists() or path.is_symlink():
         _check_existing(target, overwrite=overwrite)
     check_folder(target)
+
+
+def check_frame_rate(target: OutputTarget, fps: int) -> None:
+    """Refuse a frame rate the output's format cannot store (a GIF's frame delay).
+
+    Raises:
+        OutputError: naming ``--fps`` (given, or the model's default) and what fits.
+    """
+    if target.format == "gif":
+        try:
+            gif_delay_ms(frame_rate(fps, target.path), target.path)
+        except VideoIOError as exc:
+            raise OutputError(f"--fps {fps}: {exc}") from None
 
 
 def check_folder(target: OutputTarget) -> None:

@@ -16,7 +16,12 @@ common pipeline), ``text_to_video``, ``image_to_video`` (+ ``images``), ``two_st
 
 from aiprod_pipelines.pipelines.base import GenerationPipeline
 from aiprod_pipelines.pipelines.image_to_video import ImageToVideoPipeline
-from aiprod_pipelines.pipelines.images import ImageInput, prepare_image
+from aiprod_pipelines.pipelines.images import (
+    ImageCondition,
+    ImageInput,
+    parse_image_argument,
+    prepare_image,
+)
 from aiprod_pipelines.pipelines.loading import (
     RANDOM_WEIGHTS_SOURCE,
     LoadedModel,
@@ -29,6 +34,7 @@ from aiprod_pipelines.pipelines.request import (
     GeneratedVideo,
     GenerationRequest,
     InvalidRequestError,
+    ResolvedRequest,
     size_multiple,
 )
 from aiprod_pipelines.pipelines.stages import SAMPLERS, TILED_DECODE_MIN_PIXELS
@@ -42,16 +48,19 @@ __all__ = [
     "GeneratedVideo",
     "GenerationPipeline",
     "GenerationRequest",
+    "ImageCondition",
     "ImageInput",
     "ImageToVideoPipeline",
     "InvalidRequestError",
     "LoadedModel",
     "ModelLoadError",
     "ProgressCallback",
+    "ResolvedRequest",
     "TextToVideoPipeline",
     "TwoStagePipeline",
     "default_device",
     "load_model",
+    "parse_image_argument",
     "prepare_image",
     "size_multiple",
 ]

@@ -11,14 +11,14 @@ import torch
 
 from aiprod_core.diffusion import (
     ClassifierFreeGuidance,
-    FirstFrameCondition,
+    Conditioning,
     FlowMatchSchedule,
     Sampler,
 )
 from aiprod_core.models import AiprodModel, ModelConfig
 from aiprod_pipelines.pipelines.loading import place_model
 from aiprod_pipelines.pipelines.progress import ProgressCallback, StepProgress
-from aiprod_pipelines.pipelines.request import GeneratedVideo, GenerationRequest
+from aiprod_pipelines.pipelines.request import GeneratedVideo, GenerationRequest, ResolvedRequest
 from aiprod_pipelines.pipelines.stages import (
     TILED_DECODE_MIN_PIXELS,
     PromptEmbeddings,
@@ -27,6 +27,7 @@ from aiprod_pipelines.pipelines.stages import (
     draw_noise,
     encode_prompts,
     num_tokens,
+    placed,
     resolve_sampler,
     video_to_uint8,
 )
@@ -63,7 +64,7 @@ class GenerationPipeline:
     def model_config(self) -> ModelConfig:
         return self.model.config
 
-    def prepare(self, request: GenerationRequest, *, upscale: int = 1) -> GenerationRequest:
+    def prepare(self, request: GenerationRequest, *, upscale: int = 1) -> ResolvedRequest:
         """``request`` checked against the model, with the model's defaults filled in."""
         request.validate(self.model_config, upscale=upscale)
         return request.resolved(self.model_config)
@@ -96,13 +97,16 @@ class GenerationPipeline:
         latents: torch.Tensor,
         sigmas: torch.Tensor,
         prompts: PromptEmbeddings,
-        request: GenerationRequest,
+        request: ResolvedRequest,
         progress: StepProgress,
-        condition: FirstFrameCondition | None = None,
+        condition: Conditioning | None = None,
+        *,
+        pixel_scale: float = 1.0,
     ) -> torch.Tensor:
-        """The shared denoising stage with this pipeline's transformer, sampler and guidance."""
+        """The shared denoising stage with this pipeline's transformer, sampler and guidance;
+        tokens sit at the request's frame rate and ``pixel_scale``."""
         return denoise(
-            self.model.transformer,
+            placed(self.model.transformer, request.fps, pixel_scale),
             self.sampler,
             latents,
             sigmas,
@@ -112,7 +116,7 @@ class GenerationPipeline:
             callback=progress.step_callback(),
         )
 
-    def finish(self, latents: torch.Tensor, request: GenerationRequest) -> GeneratedVideo:
+    def finish(self, latents: torch.Tensor, request: ResolvedRequest) -> GeneratedVideo:
         """Decode ``latents`` into the returned video."""
         video = decode_latents(self.model.vae, latents, tiled_above=self.tiled_decode_above)
         return GeneratedVideo(

@@ -1,4 +1,9 @@
-"""The conditioning image of image-to-video: read, checked, resized and cropped to the video.
+"""The conditioning images of image-to-video: read, checked, resized and cropped to the video.
+
+An :class:`ImageCondition` pins an image to one frame of the generated video: frame 0 is
+image-to-video, the first and the last frame make keyframe interpolation, and several
+leading frames continue a video. ``"cat.png@16"`` on the command line is
+``ImageCondition("cat.png", frame=16)`` (see :func:`parse_image_argument`).
 
 Accepted images:
 
@@ -13,6 +18,8 @@ center-cropped to it, keeping its aspect ratio.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
@@ -24,7 +31,63 @@ from aiprod_pipelines.pipelines.request import InvalidRequestError
 from aiprod_pipelines.video_io import VideoIOError, read_image
 
 ImageInput: TypeAlias = str | Path | np.ndarray | torch.Tensor
-"""What ``ImageToVideoPipeline`` takes as its first frame."""
+"""One image, in any of the forms listed in the module docs."""
+
+
+@dataclass(frozen=True)
+class ImageCondition:
+    """``image`` shown at pixel frame ``frame`` (0-based) of the generated video."""
+
+    image: ImageInput
+    frame: int = 0
+
+
+def latent_frame_of(frame: int, temporal: int) -> int:
+    """The latent frame that holds pixel frame ``frame`` for a causal VAE of ``temporal``
+    compression: frame 0 alone is latent frame 0, then frames ``1 + (j - 1) * temporal ..
+    j * temporal`` make latent frame ``j``."""
+    return 0 if frame == 0 else 1 + (frame - 1) // temporal
+
+
+def check_image_frames(images: Sequence[ImageCondition], frames: int, temporal: int) -> None:
+    """Raise InvalidRequestError (field ``image``) unless every image's frame lies in a
+    ``frames``-frame video and no two images fall in the same latent frame."""
+    seen: dict[int, int] = {}
+    for condition in images:
+        if not 0 <= condition.frame < frames:
+            raise _invalid(
+                f"image frame {condition.frame} is outside the video: use a frame from 0 to "
+                f"{frames - 1} (frames={frames})"
+            )
+        latent = latent_frame_of(condition.frame, temporal)
+        if latent in seen:
+            if latent == 0:
+                raise _invalid("two images are pinned to frame 0: use one image per frame")
+            first = 1 + (latent - 1) * temporal
+            raise _invalid(
+                f"image frames {seen[latent]} and {condition.frame} fall in the same latent "
+                f"frame (frames {first}..{latent * temporal} are encoded together): use "
+                "one image per group of frames"
+            )
+        seen[latent] = condition.frame
+
+
+def parse_image_argument(text: str) -> ImageCondition:
+    """``"PATH"`` or ``"PATH@FRAME"`` as an :class:`ImageCondition` (the image is not read).
+
+    Raises InvalidRequestError (field ``image``) when ``FRAME`` is not an integer >= 0 or
+    the path is empty.
+    """
+    path, separator, frame = text.rpartition("@")
+    if not separator or not frame.strip().lstrip("-").isdigit():
+        path, frame = text, "0"
+    if not path.strip():
+        raise _invalid(f"image {text!r} names no file: use PATH or PATH@FRAME")
+    index = int(frame)
+    if index < 0:
+        raise _invalid(f"image {text!r}: frame {index} is negative; use PATH@FRAME with FRAME >= 0")
+    return ImageCondition(Path(path), index)
+
 
 RANGE_TOLERANCE = 1e-3
 """How far float pixels may stray outside [-1, 1] (rounding) before they are refused."""

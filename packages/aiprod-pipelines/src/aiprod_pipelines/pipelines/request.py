@@ -49,24 +49,69 @@ def _nearest_multiples(value: int, step: int) -> str:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One video to generate. ``steps``/``guidance_scale`` None take the model's defaults."""
+    """One video to generate. Values left None take the model's defaults: ``width``,
+    ``height``, ``frames`` and ``fps`` from ``model_config.generation`` (what the model was
+    trained on), ``steps`` and ``guidance_scale`` from ``model_config.diffusion``; see
+    :meth:`resolved`."""
 
     prompt: str
     negative_prompt: str = ""
-    width: int = 64
-    height: int = 64
-    frames: int = 9
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
     steps: int | None = None
     guidance_scale: float | None = None
     seed: int = 0
-    fps: int = 24
+    fps: int | None = None
 
     def validate(self, model_config: ModelConfig, *, upscale: int = 1) -> None:
         """Raise InvalidRequestError for the first value ``model_config`` cannot take.
 
-        ``upscale`` is for pipelines that generate at ``1 / upscale`` of the size first
-        (two-stage generation passes 2): width and height must then fit at that size too.
+        Values left None are checked as the model's defaults fill them in. ``upscale`` is for
+        pipelines that generate at ``1 / upscale`` of the size first (two-stage generation
+        passes 2): width and height must then fit at that size too.
         """
+        self.resolved(model_config).check(model_config, upscale=upscale)
+
+    def steps_for(self, model_config: ModelConfig) -> int:
+        """``steps``, or the model's ``diffusion.default_steps`` when it is None."""
+        return model_config.diffusion.default_steps if self.steps is None else self.steps
+
+    def guidance_for(self, model_config: ModelConfig) -> float:
+        """``guidance_scale``, or the model's ``diffusion.default_guidance`` when it is None."""
+        if self.guidance_scale is None:
+            return model_config.diffusion.default_guidance
+        return self.guidance_scale
+
+    def resolved(self, model_config: ModelConfig) -> ResolvedRequest:
+        """This request with every value left None filled in from the model's defaults."""
+        defaults = model_config.generation
+        return ResolvedRequest(
+            **{
+                **dataclasses.asdict(self),
+                "width": defaults.width if self.width is None else self.width,
+                "height": defaults.height if self.height is None else self.height,
+                "frames": defaults.frames if self.frames is None else self.frames,
+                "fps": defaults.fps if self.fps is None else self.fps,
+                "steps": self.steps_for(model_config),
+                "guidance_scale": self.guidance_for(model_config),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedRequest(GenerationRequest):
+    """A :class:`GenerationRequest` whose every value is set (``GenerationRequest.resolved``)."""
+
+    width: int = 0
+    height: int = 0
+    frames: int = 0
+    steps: int = 0
+    guidance_scale: float = 0.0
+    fps: int = 0
+
+    def check(self, model_config: ModelConfig, *, upscale: int = 1) -> None:
+        """Raise InvalidRequestError for the first value ``model_config`` cannot take."""
         if not self.prompt.strip():
             raise InvalidRequestError("prompt", "prompt is empty: describe the video to generate")
         multiples = size_multiple(model_config)
@@ -93,24 +138,6 @@ class GenerationRequest:
             )
         if self.fps < 1:
             raise InvalidRequestError("fps", f"fps={self.fps} is too small: use 1 or more")
-
-    def steps_for(self, model_config: ModelConfig) -> int:
-        """``steps``, or the model's ``diffusion.default_steps`` when it is None."""
-        return model_config.diffusion.default_steps if self.steps is None else self.steps
-
-    def guidance_for(self, model_config: ModelConfig) -> float:
-        """``guidance_scale``, or the model's ``diffusion.default_guidance`` when it is None."""
-        if self.guidance_scale is None:
-            return model_config.diffusion.default_guidance
-        return self.guidance_scale
-
-    def resolved(self, model_config: ModelConfig) -> GenerationRequest:
-        """This request with ``steps`` and ``guidance_scale`` filled in from the model's defaults."""
-        return dataclasses.replace(
-            self,
-            steps=self.steps_for(model_config),
-            guidance_scale=self.guidance_for(model_config),
-        )
 
 
 def _check_size(
@@ -157,7 +184,7 @@ class GeneratedVideo:
     frames: torch.Tensor
     fps: int
     latents: torch.Tensor
-    request: GenerationRequest
+    request: ResolvedRequest
     seed: int
 
     @property

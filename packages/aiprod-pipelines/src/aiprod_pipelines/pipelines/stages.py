@@ -2,13 +2,14 @@
 
     prompts = encode_prompts(model.text_encoder, prompt, negative_prompt, device)
     noise   = draw_noise(shape, seeded_generator(seed), device)      # CPU draw, then moved
-    latents = denoise(model.transformer, sampler, noise, sigmas, prompts,
+    latents = denoise(placed(model.transformer, fps), sampler, noise, sigmas, prompts,
                       ClassifierFreeGuidance(scale), condition=..., callback=...)
     frames  = video_to_uint8(decode_latents(model.vae, latents))      # [F, H, W, 3] uint8
 
 ``denoise`` composes the core diffusion protocols: a ``Guider`` turns the transformer into a
-velocity function, an optional ``FirstFrameCondition`` keeps conditioned latent frames
-clean, and a ``Sampler`` integrates along the ``Scheduler``'s sigmas.
+velocity function, an optional ``Conditioning`` keeps conditioned latent frames clean (their
+tokens at sigma 0), and a ``Sampler`` integrates along the ``Scheduler``'s sigmas. Latents
+are the VAE's normalised ones throughout; ``decode_latents`` denormalises them.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
 from aiprod_core.diffusion import (
+    Conditioning,
     Denoiser,
     EulerSampler,
-    FirstFrameCondition,
     Guider,
     HeunSampler,
     Sampler,
@@ -105,6 +107,12 @@ def num_tokens(transformer: VideoTransformer, latent_size: Sequence[int]) -> int
     return math.prod(transformer.patchifier.grid((frames, height, width)))
 
 
+def placed(transformer: VideoTransformer, fps: float, pixel_scale: float = 1.0) -> Denoiser:
+    """``transformer`` as a ``Denoiser`` whose tokens sit at ``fps`` and ``pixel_scale``
+    (2 for latents a x2 upsampler will double; see aiprod_core.transformer.rope)."""
+    return partial(transformer, fps=fps, pixel_scale=pixel_scale)
+
+
 def denoise(
     denoiser: Denoiser,
     sampler: Sampler,
@@ -113,7 +121,7 @@ def denoise(
     prompts: PromptEmbeddings,
     guider: Guider,
     *,
-    condition: FirstFrameCondition | None = None,
+    condition: Conditioning | None = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Integrate ``latents`` (at ``sigmas[0]``) down to ``sigmas[-1]``.
@@ -144,13 +152,14 @@ def decode_latents(
     *,
     tiled_above: int = TILED_DECODE_MIN_PIXELS,
 ) -> torch.Tensor:
-    """Pixels ``[B, 3, F, H, W]`` in about [-1, 1] of ``latents`` ``[B, C, T, h, w]``.
+    """Pixels ``[B, 3, F, H, W]`` in about [-1, 1] of normalised ``latents``
+    ``[B, C, T, h, w]`` (denormalised with the VAE's latent statistics first).
 
     Decodes tile by tile when the video has more than ``tiled_above`` pixels (see
     :data:`TILED_DECODE_MIN_PIXELS`).
     """
     frames, height, width = vae.video_shape(*latents.shape[2:])
-    latents = latents.to(module_dtype(vae))
+    latents = vae.denormalize(latents.float()).to(module_dtype(vae))
     if frames * height * width > tiled_above:
         return vae.decode_tiled(latents)
     return vae.decode(latents)

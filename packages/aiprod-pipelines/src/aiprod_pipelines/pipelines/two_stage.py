@@ -1,17 +1,21 @@
 """Two-stage generation: generate at half size, upsample the latents x2, refine.
 
-    stage 1   text to video at width/2 x height/2 with ``steps`` steps
-    upsample  LatentUpsampler: [1, C, T, h, w] -> [1, C, T, 2h, 2w]
+    stage 1   text to video at width/2 x height/2 with ``steps`` steps, its tokens placed
+              at the pixels of the full-size video (RoPE ``pixel_scale`` 2)
+    upsample  LatentUpsampler: [1, C, T, h, w] -> [1, C, T, 2h, 2w] (normalised latents)
     renoise   add fresh seeded noise up to sigma = refine_strength
     stage 2   ``refine_steps`` steps from refine_strength to 0 along the tail of the schedule
     decode    at full size
 
 Stage 1 costs about a quarter of a full-size step per step (a quarter of the tokens); the
-refinement restores detail the upsampler cannot invent.
+refinement restores detail the upsampler cannot invent. An upsampler that was never
+trained (``upsampler.trained`` is False) is nearest-neighbour upsampling plus noise; the
+pipeline logs a warning naming how to train one.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -25,6 +29,8 @@ from aiprod_pipelines.pipelines.request import (
     InvalidRequestError,
 )
 from aiprod_pipelines.pipelines.stages import module_dtype, num_tokens, seeded_generator
+
+logger = logging.getLogger(__name__)
 
 UPSCALE = 2
 """The latent upsampler doubles height and width."""
@@ -89,7 +95,12 @@ class TwoStagePipeline(GenerationPipeline):
             latents = self.noise(small, generator)
             with self.open_progress(steps + refine_steps, progress_callback) as progress:
                 latents = self.denoise(
-                    latents, self.sigmas(steps, small), prompts, request, progress
+                    latents,
+                    self.sigmas(steps, small),
+                    prompts,
+                    request,
+                    progress,
+                    pixel_scale=UPSCALE,
                 )
                 latents = self.upsample(latents)
                 latents = add_noise(latents, self.noise(latents.shape, generator), refine_strength)
@@ -101,5 +112,11 @@ class TwoStagePipeline(GenerationPipeline):
     def upsample(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents at twice the height and width, through the model's LatentUpsampler."""
         upsampler = self.model.upsampler
+        if not upsampler.trained:
+            logger.warning(
+                "the model's latent upsampler has never been trained, so two-stage generation "
+                "upsamples nearly nearest-neighbour; train one with aiprod-train (mode "
+                "upsampler) or generate in one stage"
+            )
         upsampled: torch.Tensor = upsampler(latents.to(module_dtype(upsampler)))
         return upsampled.float()

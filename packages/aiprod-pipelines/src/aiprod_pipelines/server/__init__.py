@@ -1,4 +1,4 @@
-"""The AIPROD HTTP server: text-to-video jobs over a small JSON API (``aiprod-serve``).
+"""The AIPROD HTTP server: video jobs from text and images over JSON (``aiprod-serve``).
 
     from aiprod_pipelines.server import PipelineVideoGenerator, ServerSettings, create_app
 

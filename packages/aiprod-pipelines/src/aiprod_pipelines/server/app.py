@@ -46,17 +46,24 @@ from aiprod_pipelines.server.schemas import (
     FieldProblem,
     Health,
     JobAccepted,
+    JobRequest,
     JobView,
     Readiness,
     VideoRequest,
     error_body,
     field_problems,
     request_model,
+    resolved_problems,
 )
 from aiprod_pipelines.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 
+DESCRIPTION = (
+    "Submit text-to-video jobs (or image-to-video: images shown at chosen frames), poll "
+    "them, download the mp4. Width, height, frames and fps left out of a request are the "
+    "served model's defaults, what it was trained on; a job reports the values it runs with."
+)
 CHUNK_BYTES = 1 << 16
 #: Retry-After while the model loads.
 LOADING_RETRY_AFTER_S = 30
@@ -119,7 +126,7 @@ def _view(job: Job) -> JobView:
         created_at=iso(job.created_at) or "",
         started_at=iso(job.started_at),
         finished_at=iso(job.finished_at),
-        request=VideoRequest.model_validate(job.request.model_dump()),
+        request=JobRequest.of(job.request, job.images),
         content_url=f"/v1/videos/{job.id}/content" if available else None,
     )
 
@@ -152,7 +159,7 @@ def create_app(settings: ServerSettings, generator: VideoGenerator) -> FastAPI:
     app = FastAPI(
         title=settings.title,
         version=settings.version,
-        description="Submit text-to-video jobs, poll them, download the mp4.",
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.server = state
@@ -174,13 +181,17 @@ def _add_routes(app: FastAPI, state: ServerState, request_cls: type[VideoRequest
         if state.loader.state != "ready":
             detail = state.loader.error or "the model is still loading; retry later"
             return _error(503, detail, {"Retry-After": str(LOADING_RETRY_AFTER_S)})
+        request = body.resolved(state.generator.defaults())
+        problems = resolved_problems(request, state.settings.serving)
+        if not problems:
+            try:
+                state.generator.validate(request)
+            except InvalidVideoRequest as exc:
+                problems = [FieldProblem(field=exc.field, message=str(exc))]
+        if problems:
+            return JSONResponse(error_body(problems).model_dump(), 422)
         try:
-            state.generator.validate(body)
-        except InvalidVideoRequest as exc:
-            problem = FieldProblem(field=exc.field, message=str(exc))
-            return JSONResponse(error_body([problem]).model_dump(), 422)
-        try:
-            job = state.jobs.submit(body)
+            job = state.jobs.submit(request)
         except QueueFullError as exc:
             return _error(429, str(exc), {"Retry-After": str(exc.retry_after)})
         except ShuttingDownError:

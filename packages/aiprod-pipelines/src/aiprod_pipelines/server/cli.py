@@ -77,7 +77,8 @@ def version_text() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Serve AIPROD text-to-video generation over HTTP (see /docs once running).",
+        description="Serve AIPROD video generation (text or images to video) over HTTP "
+        "(see /docs once running).",
         epilog=EXAMPLES.format(cancel_wait=job_queue.CANCEL_WAIT_S),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

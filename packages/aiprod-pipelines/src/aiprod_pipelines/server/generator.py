@@ -1,8 +1,10 @@
 """What the server generates with: the :class:`VideoGenerator` protocol and its real model.
 
-The HTTP layer only needs a name to report, a slow ``load``, a quick ``validate`` and a
+The HTTP layer only needs a name to report, a slow ``load``, the model's generation
+``defaults()`` (to fill in a request's left-out sizes), a quick ``validate`` and a
 ``generate`` that returns frames; :class:`PipelineVideoGenerator` implements it with
-:func:`aiprod_pipelines.pipelines.load_model` and ``TextToVideoPipeline``.
+:func:`aiprod_pipelines.pipelines.load_model`, ``TextToVideoPipeline`` and, for a request
+with images, ``ImageToVideoPipeline``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,21 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiprod_core.config import AiprodConfig
 from aiprod_core.errors import AiprodError
+from aiprod_core.models.configs import GenerationDefaults, ModelConfig
 from aiprod_core.registry import ModelRegistry
-from aiprod_pipelines.server.schemas import VideoRequest
+from aiprod_pipelines.server.image_frames import image_frame_problem
+from aiprod_pipelines.server.images import ImageDataError, decode_image_data
+from aiprod_pipelines.server.schemas import ResolvedVideoRequest
 
 if TYPE_CHECKING:
     import torch
 
-    from aiprod_pipelines.pipelines import GenerationRequest, TextToVideoPipeline
+    from aiprod_pipelines.pipelines import (
+        GenerationRequest,
+        ImageCondition,
+        ImageToVideoPipeline,
+        TextToVideoPipeline,
+    )
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -38,7 +48,11 @@ class ServerSetupError(AiprodError):
 
 @runtime_checkable
 class VideoGenerator(Protocol):
-    """Turns a :class:`VideoRequest` into frames; the server runs one job at a time per worker."""
+    """Turns a request into frames; the server runs one job at a time per worker.
+
+    Requests reach ``validate`` and ``generate`` resolved: their left-out sizes filled in
+    from ``defaults()`` (:meth:`~aiprod_pipelines.server.schemas.VideoRequest.resolved`).
+    """
 
     @property
     def model_name(self) -> str:
@@ -49,11 +63,16 @@ class VideoGenerator(Protocol):
         """Load the model (slow; runs once, in a background thread, before any job)."""
         ...
 
-    def validate(self, request: VideoRequest) -> None:
+    def defaults(self) -> GenerationDefaults:
+        """The loaded model's width, height, frames and fps for requests that leave them out
+        (called once the model is loaded)."""
+        ...
+
+    def validate(self, request: ResolvedVideoRequest) -> None:
         """Raise :class:`InvalidVideoRequest` when the loaded model cannot run ``request``."""
         ...
 
-    def generate(self, request: VideoRequest, progress_callback: ProgressCallback) -> Any:
+    def generate(self, request: ResolvedVideoRequest, progress_callback: ProgressCallback) -> Any:
         """Frames of the video: uint8 ``(frames, height, width, 3)``, numpy or torch.
 
         ``progress_callback(step, total)`` is called after each denoising step; an
@@ -93,7 +112,8 @@ class PipelineVideoGenerator:
             self.preset = preset
         self.source: str | None = None
         self._pipeline: TextToVideoPipeline | None = None
-        self._model_config: Any = None
+        self._image_pipeline: ImageToVideoPipeline | None = None
+        self._model_config: ModelConfig | None = None
 
     @property
     def model_name(self) -> str:
@@ -117,7 +137,11 @@ class PipelineVideoGenerator:
         ModelRegistry(self.config).resolve(self.name)
 
     def load(self) -> None:
-        from aiprod_pipelines.pipelines import TextToVideoPipeline, load_model
+        from aiprod_pipelines.pipelines import (
+            ImageToVideoPipeline,
+            TextToVideoPipeline,
+            load_model,
+        )
 
         loaded = load_model(
             None if self.checkpoint is not None or self.random_weights else self.name,
@@ -129,26 +153,60 @@ class PipelineVideoGenerator:
         )
         self._model_config = loaded.model_config
         self.source = loaded.source
-        self._pipeline = TextToVideoPipeline(loaded.model, device=self.device, progress=False)
+        options: dict[str, Any] = {"device": self.device, "progress": False}
+        self._pipeline = TextToVideoPipeline(loaded.model, **options)
+        self._image_pipeline = ImageToVideoPipeline(loaded.model, **options)
 
-    def validate(self, request: VideoRequest) -> None:
+    @property
+    def model_config(self) -> ModelConfig:
+        """The loaded model's config (RuntimeError before :meth:`load`)."""
+        if self._model_config is None:
+            raise RuntimeError("the model config was asked for before load()")
+        return self._model_config
+
+    def defaults(self) -> GenerationDefaults:
+        return self.model_config.generation
+
+    def validate(self, request: ResolvedVideoRequest) -> None:
         from aiprod_pipelines.pipelines import InvalidRequestError
 
         try:
-            self._generation_request(request).validate(self._model_config)
+            self._generation_request(request).validate(self.model_config)
         except InvalidRequestError as exc:
             raise InvalidVideoRequest(exc.field, str(exc)) from None
+        check_image_frames(request, self.model_config.vae.temporal_compression)
 
-    def generate(self, request: VideoRequest, progress_callback: ProgressCallback) -> torch.Tensor:
-        if self._pipeline is None:
+    def generate(
+        self, request: ResolvedVideoRequest, progress_callback: ProgressCallback
+    ) -> torch.Tensor:
+        if self._pipeline is None or self._image_pipeline is None:
             raise RuntimeError("generate() called before load()")
-        video = self._pipeline(
-            self._generation_request(request), progress_callback=progress_callback
-        )
+        generation = self._generation_request(request)
+        if request.images:
+            video = self._image_pipeline(
+                generation, self._conditions(request), progress_callback=progress_callback
+            )
+        else:
+            video = self._pipeline(generation, progress_callback=progress_callback)
         return video.frames
 
     @staticmethod
-    def _generation_request(request: VideoRequest) -> GenerationRequest:
+    def _conditions(request: ResolvedVideoRequest) -> list[ImageCondition]:
+        """The request's images decoded (here, on the worker thread) and pinned to frames."""
+        from aiprod_pipelines.pipelines import ImageCondition
+
+        conditions = []
+        for index, image in enumerate(request.images):
+            try:
+                pixels = decode_image_data(image.data)
+            except ImageDataError as exc:
+                field = f"images.{index}.data"
+                raise InvalidVideoRequest(field, f"{field}: {exc}") from None
+            conditions.append(ImageCondition(pixels, image.frame))
+        return conditions
+
+    @staticmethod
+    def _generation_request(request: ResolvedVideoRequest) -> GenerationRequest:
         from aiprod_pipelines.pipelines import GenerationRequest
 
         return GenerationRequest(
@@ -162,3 +220,13 @@ class PipelineVideoGenerator:
             seed=request.seed if request.seed is not None else 0,
             fps=request.fps,
         )
+
+
+def check_image_frames(request: ResolvedVideoRequest, temporal: int) -> None:
+    """Raise :class:`InvalidVideoRequest` naming ``images.N.frame`` for the first image whose
+    frame the video does not have or whose latent frame (``temporal`` frames encoded
+    together) another image already takes."""
+    frames = [image.frame for image in request.images]
+    problem = image_frame_problem(frames, request.frames, temporal)
+    if problem is not None:
+        raise InvalidVideoRequest(f"images.{problem.index}.frame", problem.message)

@@ -24,7 +24,12 @@ from pathlib import Path
 
 from aiprod_pipelines.server.generator import VideoGenerator
 from aiprod_pipelines.server.outputs import OutputStore
-from aiprod_pipelines.server.schemas import JOB_STATES, JobState, VideoRequest
+from aiprod_pipelines.server.schemas import (
+    JOB_STATES,
+    ImageView,
+    JobState,
+    ResolvedVideoRequest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +78,16 @@ class JobCancelled(Exception):
 
 @dataclasses.dataclass
 class Job:
-    """One generation job. The manager hands out copies, so a copy never changes."""
+    """One generation job. The manager hands out copies, so a copy never changes.
+
+    ``images`` describes the request's images; their data is dropped from ``request`` once
+    the job has finished, so finished jobs kept for status queries stay small.
+    """
 
     id: str
-    request: VideoRequest
+    request: ResolvedVideoRequest
     created_at: datetime
+    images: list[ImageView] = dataclasses.field(default_factory=list)
     status: JobState = "queued"
     progress: float = 0.0
     error: str | None = None
@@ -124,7 +134,7 @@ class JobManager:
         self.hurried = threading.Event()
 
     # ------------------------------------------------------------------ submit and read
-    def submit(self, request: VideoRequest) -> Job:
+    def submit(self, request: ResolvedVideoRequest) -> Job:
         """Queue ``request`` (a missing seed is drawn now) and return the new job."""
         if request.seed is None:
             request = request.model_copy(update={"seed": secrets.randbelow(RANDOM_SEED_BOUND)})
@@ -133,7 +143,8 @@ class JobManager:
                 raise ShuttingDownError(SHUTTING_DOWN)
             if len(self._queue) >= self.queue_size:
                 raise QueueFullError(len(self._queue), self._retry_after())
-            job = Job(id=uuid.uuid4().hex, request=request, created_at=utc_now())
+            images = [ImageView(frame=image.frame, size=image.size) for image in request.images]
+            job = Job(id=uuid.uuid4().hex, request=request, created_at=utc_now(), images=images)
             self._jobs[job.id] = job
             self._queue.append(job)
             self._cond.notify()
@@ -243,6 +254,8 @@ class JobManager:
             old.removed = True
 
     def _remember_finished(self, job: Job) -> None:
+        if job.request.images:  # the worker holds its own reference while it still runs
+            job.request = job.request.model_copy(update={"images": []})
         self._finished.append(job.id)
         while len(self._finished) > self.history:
             self._jobs.pop(self._finished.popleft(), None)

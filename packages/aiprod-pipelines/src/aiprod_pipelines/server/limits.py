@@ -1,8 +1,11 @@
 """A bound on request bodies: nothing larger than MAX_BODY_BYTES is read into memory.
 
-A video request is a prompt (``serving.max_prompt_length`` characters at most) and a few
-numbers, so a few KB; anything far larger is refused with 413 before the JSON parser or
-the app sees it, whether the client declared its length or streamed it in chunks.
+A video request is a prompt (``serving.max_prompt_length`` characters at most), a few
+numbers and up to eight base64 images. 8 MiB lets one image of the largest accepted size
+(``server.images.MAX_IMAGE_BYTES``, 4 MiB, 5.3 MiB as base64) through beside a few smaller
+ones; anything larger is refused with 413 before the JSON parser or the app sees it,
+whether the client declared its length or streamed it in chunks. Each image is bounded
+again on its own (bytes and pixels) when the body is validated.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: The largest request body the server reads.
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class BodyLimitMiddleware:
@@ -49,7 +52,7 @@ class BodyLimitMiddleware:
         response = JSONResponse(
             {
                 "detail": f"request body is larger than {self.limit} bytes; a video request "
-                "is a prompt and a few numbers",
+                "is a prompt, a few numbers and at most a few MiB of images",
                 "field": "body",
                 "errors": [],
             },

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from aiprod_pipelines.server.limits import MAX_BODY_BYTES
 from aiprod_pipelines.server.schemas import ErrorResponse, Readiness
 
 _RETRY_AFTER = {
@@ -30,7 +31,13 @@ RESPONSES: dict[str, dict[int | str, dict[str, Any]]] = {
     "submit": {
         202: {"description": "the job is queued", "headers": _LOCATION},
         400: _error("the body cannot be read at all (for example, it is not UTF-8)"),
-        422: _error("a field is invalid or over a configured limit; `field` names it"),
+        413: _error(f"the body is larger than {MAX_BODY_BYTES} bytes"),
+        422: _error(
+            "a field is invalid or over a configured limit, a size the model cannot take, an "
+            "image that is not strict base64 of a PNG or JPEG within the size limits, or an "
+            "image frame outside the video or given twice; `field` names it (e.g. "
+            "`images.1.frame`)"
+        ),
         429: _error("the job queue is full", headers=_RETRY_AFTER),
         503: _error("the model is not loaded yet, or the server is shutting down"),
     },

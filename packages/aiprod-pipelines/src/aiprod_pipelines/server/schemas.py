@@ -4,16 +4,30 @@ The request model is built per application by :func:`request_model`, so the limi
 ``serving`` (max_frames, max_width, max_height, max_steps, max_prompt_length) are part of
 the OpenAPI schema and a request over a limit is answered 422 naming the field and the
 configuration key behind the limit.
+
+``width``, ``height``, ``frames`` and ``fps`` may be left out: they are filled in from the
+served model's generation defaults (what it was trained on) by
+:meth:`VideoRequest.resolved`, and :func:`resolved_problems` checks that a default is
+within the serving limits (the generator then checks the request against its model,
+image frames included). The job's view reports the resolved request, with each image as
+its frame and size (never its data).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model, field_validator
 
 from aiprod_core.config import ServingConfig
+from aiprod_core.models.configs import GenerationDefaults
 from aiprod_core.problems import shorten, validation_problems
+from aiprod_pipelines.server.images import (
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_DATA_CHARS,
+    MAX_IMAGE_PIXELS,
+    check_image_data,
+)
 
 JobState = Literal["queued", "running", "succeeded", "failed"]
 JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed")
@@ -22,6 +36,8 @@ JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed")
 MAX_SEED = 2**63 - 1
 MAX_FPS = 240
 MAX_GUIDANCE_SCALE = 100.0
+#: Conditioning images one request may carry (first and last frame, a few leading ones).
+MAX_IMAGES = 8
 
 #: Request field -> the serving configuration key that bounds it.
 LIMIT_KEYS: dict[str, str] = {
@@ -32,25 +48,72 @@ LIMIT_KEYS: dict[str, str] = {
     "frames": "serving.max_frames",
     "steps": "serving.max_steps",
 }
+#: The request fields that default to the served model's generation defaults.
+MODEL_DEFAULTS = ("width", "height", "frames", "fps")
+_FROM_MODEL = "null: the served model's default, what it was trained on"
 
 #: An ISO 8601 time stamp in UTC, such as ``2025-01-31T12:00:00.000Z``.
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
+class VideoImage(BaseModel):
+    """An image the video shows at pixel frame ``frame``: frame 0 is image-to-video, the
+    first and the last frame make keyframe interpolation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: str = Field(
+        description=(
+            f"base64 (standard alphabet, padded, no line breaks) of a PNG or JPEG file of at "
+            f"most {MAX_IMAGE_BYTES} bytes and {MAX_IMAGE_PIXELS} pixels; it is scaled and "
+            "center-cropped to the video's size"
+        ),
+        json_schema_extra={"maxLength": MAX_IMAGE_DATA_CHARS},
+    )
+    frame: int = Field(
+        default=0, ge=0, description="the video's frame that shows the image, 0 .. frames - 1"
+    )
+
+    @field_validator("data")
+    @classmethod
+    def _readable(cls, data: str) -> str:
+        check_image_data(data)
+        return data
+
+    @property
+    def size(self) -> int:
+        """Bytes of the image file (the decoded base64)."""
+        return len(self.data) // 4 * 3 - self.data[-2:].count("=")
+
+
 class VideoRequest(BaseModel):
     """What to generate: the body of ``POST /v1/videos``.
 
-    ``steps`` and ``guidance_scale`` default to the model's own defaults; a missing
-    ``seed`` is drawn at random and reported back in the job's ``request``.
+    ``width``, ``height``, ``frames`` and ``fps`` default to the served model's generation
+    defaults (what it was trained on), ``steps`` and ``guidance_scale`` to its sampling
+    defaults; a missing ``seed`` is drawn at random. The job's ``request`` reports the
+    values the job runs with.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     prompt: str = Field(min_length=1, description="what the video shows")
     negative_prompt: str = Field(default="", description="what the video should not show")
-    width: int = Field(ge=1, description="pixels; a multiple of the model's spatial factor")
-    height: int = Field(ge=1, description="pixels; a multiple of the model's spatial factor")
-    frames: int = Field(ge=1, description="frame count: 1 + k * the model's temporal factor")
+    width: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"pixels, a multiple of the model's spatial factor ({_FROM_MODEL})",
+    )
+    height: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"pixels, a multiple of the model's spatial factor ({_FROM_MODEL})",
+    )
+    frames: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"frame count: 1 + k * the model's temporal factor ({_FROM_MODEL})",
+    )
     steps: int | None = Field(
         default=None, ge=1, description="denoising steps (null: model default)"
     )
@@ -64,7 +127,33 @@ class VideoRequest(BaseModel):
     seed: int | None = Field(
         default=None, ge=0, le=MAX_SEED, description="same seed, same video (null: random)"
     )
-    fps: int = Field(default=24, ge=1, le=MAX_FPS, description="frames per second of the mp4")
+    fps: int | None = Field(
+        default=None, ge=1, le=MAX_FPS, description=f"frames per second of the mp4 ({_FROM_MODEL})"
+    )
+    images: list[VideoImage] = Field(
+        default_factory=list,
+        max_length=MAX_IMAGES,
+        description=f"images shown at chosen frames, at most {MAX_IMAGES}, no two in one "
+        "latent frame (the frames the VAE encodes together); none: text-to-video",
+    )
+
+    def resolved(self, defaults: GenerationDefaults) -> ResolvedVideoRequest:
+        """This request with ``width``, ``height``, ``frames`` and ``fps`` filled in from
+        ``defaults`` where they were left out."""
+        values = dict(self)  # shallow: the images stay the validated objects they are
+        for name in MODEL_DEFAULTS:
+            if values[name] is None:
+                values[name] = getattr(defaults, name)
+        return ResolvedVideoRequest(**values)
+
+
+class ResolvedVideoRequest(VideoRequest):
+    """A :class:`VideoRequest` with the model's defaults filled in (what a job runs)."""
+
+    width: int = Field(ge=1, description="pixels")
+    height: int = Field(ge=1, description="pixels")
+    frames: int = Field(ge=1, description="frame count")
+    fps: int = Field(ge=1, le=MAX_FPS, description="frames per second of the mp4")
 
 
 def request_model(serving: ServingConfig) -> type[VideoRequest]:
@@ -72,6 +161,10 @@ def request_model(serving: ServingConfig) -> type[VideoRequest]:
 
     def limit(key: str) -> str:
         return f"at most {key} ({getattr(serving, key.removeprefix('serving.'))})"
+
+    def sized(maximum: int, what: str, field: str) -> tuple[Any, Any]:
+        description = f"{what}, {limit(LIMIT_KEYS[field])} ({_FROM_MODEL})"
+        return (int | None, Field(default=None, ge=1, le=maximum, description=description))
 
     text = serving.max_prompt_length
     fields: dict[str, Any] = {
@@ -87,24 +180,9 @@ def request_model(serving: ServingConfig) -> type[VideoRequest]:
             str,
             Field(default="", max_length=text, description="what the video should not show"),
         ),
-        "width": (
-            int,
-            Field(ge=1, le=serving.max_width, description=f"pixels, {limit(LIMIT_KEYS['width'])}"),
-        ),
-        "height": (
-            int,
-            Field(
-                ge=1, le=serving.max_height, description=f"pixels, {limit(LIMIT_KEYS['height'])}"
-            ),
-        ),
-        "frames": (
-            int,
-            Field(
-                ge=1,
-                le=serving.max_frames,
-                description=f"frame count, {limit(LIMIT_KEYS['frames'])}",
-            ),
-        ),
+        "width": sized(serving.max_width, "pixels", "width"),
+        "height": sized(serving.max_height, "pixels", "height"),
+        "frames": sized(serving.max_frames, "frame count", "frames"),
         "steps": (
             int | None,
             Field(
@@ -118,6 +196,25 @@ def request_model(serving: ServingConfig) -> type[VideoRequest]:
     return create_model(
         "VideoRequestBody", __base__=VideoRequest, __doc__=VideoRequest.__doc__, **fields
     )
+
+
+def resolved_problems(request: ResolvedVideoRequest, serving: ServingConfig) -> list[FieldProblem]:
+    """What the body's schema could not check before the model's defaults were filled in:
+    a default over a serving limit."""
+    problems = []
+    for field in ("width", "height", "frames"):
+        key = LIMIT_KEYS[field]
+        maximum = getattr(serving, key.removeprefix("serving."))
+        value = getattr(request, field)
+        if value > maximum:
+            problems.append(
+                FieldProblem(
+                    field=field,
+                    message=f"{field}={value} (the model's default) is over {key} "
+                    f"({maximum}): give {field} <= {maximum}",
+                )
+            )
+    return problems
 
 
 class FieldProblem(BaseModel):
@@ -169,6 +266,33 @@ class JobAccepted(BaseModel):
     created_at: Timestamp
 
 
+class ImageView(BaseModel):
+    """One conditioning image of a job, as its view reports it (its data is not kept)."""
+
+    frame: int
+    size: int = Field(description="bytes of the image file")
+
+
+class JobRequest(BaseModel):
+    """The request a job runs: the model's defaults filled in, the seed drawn if need be."""
+
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    frames: int
+    steps: int | None = Field(description="null: the model's default")
+    guidance_scale: float | None = Field(description="null: the model's default")
+    seed: int
+    fps: int
+    images: list[ImageView]
+
+    @classmethod
+    def of(cls, request: ResolvedVideoRequest, images: list[ImageView]) -> JobRequest:
+        values = request.model_dump(exclude={"images"})
+        return cls(**values, images=images)
+
+
 class JobView(BaseModel):
     """A job's state, progress and, once it succeeded, where its video is."""
 
@@ -179,7 +303,9 @@ class JobView(BaseModel):
     created_at: Timestamp
     started_at: Timestamp | None
     finished_at: Timestamp | None
-    request: VideoRequest = Field(description="the request as run (seed filled in)")
+    request: JobRequest = Field(
+        description="the request as run: the model's defaults and the seed filled in"
+    )
     content_url: str | None = Field(
         description="where to download the mp4; null until succeeded or once removed"
     )

@@ -4,8 +4,9 @@
   system picks, in a background thread;
 - :func:`wait_until` polls a condition with a deadline (every wait in a test is bounded);
 - :class:`SyntheticVideoGenerator` is a :class:`~aiprod_pipelines.server.VideoGenerator`
-  that draws moving colour gradients instead of running a model, so the HTTP layer,
-  queue and video files can be exercised in milliseconds.
+  that draws moving colour gradients instead of running a model (and shows a request's
+  images at their frames), so the HTTP layer, queue and video files can be exercised in
+  milliseconds.
 """
 
 from __future__ import annotations
@@ -19,11 +20,20 @@ from typing import Any
 
 import numpy as np
 import uvicorn
+from PIL import Image
 
-from aiprod_pipelines.server.generator import InvalidVideoRequest, ProgressCallback
-from aiprod_pipelines.server.schemas import VideoRequest
+from aiprod_core.models.configs import GenerationDefaults
+from aiprod_pipelines.server.generator import (
+    InvalidVideoRequest,
+    ProgressCallback,
+    check_image_frames,
+)
+from aiprod_pipelines.server.images import decode_image_data
+from aiprod_pipelines.server.schemas import ResolvedVideoRequest
 
 LOOPBACK = "127.0.0.1"
+#: The synthetic model's generation defaults (those of the tiny preset's demo clips).
+SYNTHETIC_DEFAULTS = GenerationDefaults(width=32, height=32, frames=9, fps=8)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
@@ -104,8 +114,11 @@ class SyntheticVideoGenerator:
     """A model-free generator: deterministic gradients that move with the frame index.
 
     Sizes must be multiples of ``size_multiple`` and frame counts ``1 + k * frame_multiple``
-    (like a real model's VAE factors). ``gate``, when given, is waited on (at most
-    ``gate_timeout`` seconds) before every step, so a test can hold jobs in ``running``.
+    (like a real model's VAE factors; image frames follow the pipeline's rule with
+    ``frame_multiple`` as the temporal factor); ``defaults`` fill in what a request leaves
+    out. A request's images replace the frames they are pinned to (resized to the video).
+    ``gate``, when given, is waited on (at most ``gate_timeout`` seconds) before every
+    step, so a test can hold jobs in ``running``.
     """
 
     def __init__(
@@ -119,6 +132,7 @@ class SyntheticVideoGenerator:
         frame_multiple: int = 4,
         gate: threading.Event | None = None,
         gate_timeout: float = 30.0,
+        defaults: GenerationDefaults = SYNTHETIC_DEFAULTS,
     ) -> None:
         self._model_name = model_name
         self.steps = steps
@@ -128,6 +142,7 @@ class SyntheticVideoGenerator:
         self.frame_multiple = frame_multiple
         self.gate = gate
         self.gate_timeout = gate_timeout
+        self._defaults = defaults
         self.loaded = threading.Event()
         self.generated = 0
         self._lock = threading.Lock()
@@ -136,11 +151,14 @@ class SyntheticVideoGenerator:
     def model_name(self) -> str:
         return self._model_name
 
+    def defaults(self) -> GenerationDefaults:
+        return self._defaults
+
     def load(self) -> None:
         time.sleep(self.load_seconds)
         self.loaded.set()
 
-    def validate(self, request: VideoRequest) -> None:
+    def validate(self, request: ResolvedVideoRequest) -> None:
         for field in ("width", "height"):
             value = getattr(request, field)
             if value % self.size_multiple:
@@ -160,8 +178,11 @@ class SyntheticVideoGenerator:
             )
         if not request.prompt.strip():
             raise InvalidVideoRequest("prompt", "prompt must not be blank")
+        check_image_frames(request, self.frame_multiple)
 
-    def generate(self, request: VideoRequest, progress_callback: ProgressCallback) -> np.ndarray:
+    def generate(
+        self, request: ResolvedVideoRequest, progress_callback: ProgressCallback
+    ) -> np.ndarray:
         for step in range(1, self.steps + 1):
             if self.gate is not None and not self.gate.wait(self.gate_timeout):
                 raise TimeoutError(f"gate not opened within {self.gate_timeout:g} s")
@@ -169,7 +190,11 @@ class SyntheticVideoGenerator:
             progress_callback(step, self.steps)
         with self._lock:
             self.generated += 1
-        return synthetic_frames(request.frames, request.height, request.width, request.seed or 0)
+        frames = synthetic_frames(request.frames, request.height, request.width, request.seed or 0)
+        for image in request.images:
+            pixels = Image.fromarray(decode_image_data(image.data))
+            frames[image.frame] = np.asarray(pixels.resize((request.width, request.height)))
+        return frames
 
 
 def synthetic_frames(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -112,8 +112,9 @@ def encode_latents(
 ) -> int:
     """Add the clips of ``manifest_path`` missing from ``cache``; returns how many were added.
 
-    Latents are the VAE posterior means; captions go through the model's text encoder. The
-    cache records the weights' digest, so a cache made with other weights is refused.
+    Latents are the VAE posterior means, normalised with the VAE's latent statistics;
+    captions go through the model's text encoder. The cache records the weights' digest, so
+    a cache made with other weights is refused.
     """
     manifest = load_manifest(manifest_path)
     config = model.config
@@ -123,7 +124,7 @@ def encode_latents(
         config.text_encoder.kind,
         {
             "weights": f"checkpoint sha256:{digest}",
-            "latents": "mean",
+            "latents": "normalized mean",
             "sample_seed": None,
             "vae": config.vae.model_dump(mode="json"),
             "text_encoder": config.text_encoder.model_dump(mode="json"),
@@ -137,7 +138,7 @@ def encode_latents(
                 batch = todo[start : start + ENCODE_BATCH]
                 clips = torch.stack([load_clip(manifest.media_path(r), r) for r in batch])
                 with torch.inference_mode():
-                    latents = model.vae.encode(clips).mean.float()
+                    latents = model.vae.normalize(model.vae.encode(clips).mean.float())
                     text = model.text_encoder.encode([r.caption for r in batch], device=CPU)
                 for index, record in enumerate(batch):
                     tokens = text.tokens[index].float()
@@ -163,7 +164,7 @@ def flow_loss(model: AiprodModel, cache: Path) -> float:
     objective = FlowMatchingObjective(
         FlowMatchSchedule(model.config.diffusion), model.config.transformer.patch_size
     )
-    dataset = LatentDataset(cache)
+    dataset = LatentDataset(cache, default_fps=model.config.generation.fps)
     return heldout_loss(
         objective,
         model.transformer,

@@ -1,0 +1,84 @@
+"""What a finished run records in the model it exports, besides the weights.
+
+- mode ``vae``: :func:`measure_latent_statistics` measures the per-channel mean and std of
+  the trained VAE's posterior means over (a seeded sample of) the training clips; they are
+  stored in ``vae.latent_stats`` and so in the checkpoint, and every latent cache made
+  with this VAE, the transformer and the upsampler work on normalised latents.
+- modes ``dit`` and ``lora``: :func:`generation_defaults` reads the most common clip size
+  and frame rate of the training cache, which become the model's
+  ``config.generation``: what ``aiprod-generate`` makes when asked for no size.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import torch
+
+from aiprod_core.models import GenerationDefaults
+from aiprod_core.vae import CausalVideoVAE, StatisticsAccumulator
+from aiprod_trainer.buckets import Bucket
+from aiprod_trainer.loops import collate
+
+
+def measure_latent_statistics(
+    vae: CausalVideoVAE,
+    dataset: Any,
+    *,
+    max_items: int,
+    batch_size: int,
+    device: torch.device,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(mean, std, items)``: per-channel statistics of ``vae``'s posterior means over at
+    most ``max_items`` clips of ``dataset`` (a seeded sample when it holds more)."""
+    count = len(dataset)
+    if count == 0:
+        raise ValueError("the training set holds no clips to measure latent statistics on")
+    indices = list(range(count))
+    if count > max_items:
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+        indices = sorted(order[:max_items].tolist())
+    groups = _same_shape_groups(dataset, indices)
+    accumulator = StatisticsAccumulator(vae.config.latent_channels)
+    was_training = vae.training
+    vae.eval()
+    try:
+        with torch.inference_mode():
+            for group in groups:
+                for start in range(0, len(group), batch_size):
+                    clips = collate([dataset[i] for i in group[start : start + batch_size]])
+                    dtype = next(vae.parameters()).dtype
+                    accumulator.update(vae.encode(clips.to(device, dtype)).mean.float())
+    finally:
+        vae.train(was_training)
+    mean, std = accumulator.result()
+    return mean, std, len(indices)
+
+
+def _same_shape_groups(dataset: Any, indices: list[int]) -> list[list[int]]:
+    """``indices`` grouped by clip shape (records' buckets when known), so batches stack."""
+    records = getattr(dataset, "records", None)
+    if records is None:
+        return [indices]
+    groups: dict[str, list[int]] = {}
+    for index in indices:
+        groups.setdefault(Bucket.of(records[index]).label, []).append(index)
+    return list(groups.values())
+
+
+def generation_defaults(dataset: Any, fallback: GenerationDefaults) -> GenerationDefaults:
+    """The most common clip size (and its most common frame rate) of a latent cache's
+    items; ``fallback`` for what the cache does not record."""
+    entries = getattr(getattr(dataset, "cache", None), "entries", None)
+    if not entries:
+        return fallback
+    bucket_label, _ = Counter(entry.bucket for entry in entries).most_common(1)[0]
+    bucket = Bucket.parse(bucket_label)
+    rates = Counter(entry.fps for entry in entries if entry.bucket == bucket_label)
+    rate, _ = rates.most_common(1)[0]
+    fps = fallback.fps if rate is None else max(1, round(rate))
+    return GenerationDefaults(
+        width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps
+    )
