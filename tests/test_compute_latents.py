@@ -19,6 +19,7 @@ from aiprod_pipelines.video_io import write_video
 from aiprod_trainer import ManifestRecord, load_manifest, write_manifest
 from aiprod_trainer.clip_dataset import load_clip
 from aiprod_trainer.latent_cache import META_FILE, LatentCache
+from aiprod_trainer.latent_pairs import paired_dataset
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 210), "white": (240,) * 3}
 
@@ -288,6 +289,72 @@ def test_cache_made_with_other_settings_is_refused(
     assert "settings.weights: cache has 'random-init seed 0', expected 'random-init seed 1'" in err
 
 
+def test_downscale_caches_the_same_clips_at_half_size(
+    script: ModuleType, manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full_dir, half_dir = tmp_path / "full", tmp_path / "half"
+    run_json(script, capsys, base_args(manifest, full_dir))
+    summary = run_json(script, capsys, base_args(manifest, half_dir, "--downscale", "2"))
+    assert (summary["encoded"], summary["failed"], summary["complete"]) == (4, [], True)
+
+    half = LatentCache(half_dir)
+    assert half.meta.settings["downscale"] == 2
+    assert "downscale" not in LatentCache(full_dir).meta.settings
+    assert half.buckets() == {"8x8x5": [0, 1, 2, 3]}
+    assert [tuple(item.latents.shape) for item in half] == [(8, 3, 2, 2)] * 4
+
+    torch.manual_seed(0)  # the script's random init, rebuilt here
+    vae = CausalVideoVAE(get_preset("tiny").vae).eval()
+    record = load_manifest(manifest).records[1]
+    smaller = record.model_copy(update={"width": 8, "height": 8})
+    with torch.no_grad():
+        clip = load_clip(manifest.parent / record.media, smaller)
+        expected = vae.encode(clip[None]).mean[0]
+    torch.testing.assert_close(half[1].latents, expected, rtol=1e-4, atol=1e-5)
+
+    pairs = paired_dataset(LatentCache(full_dir), half, ("data.cache", "data.low_res_cache"))
+    assert len(pairs) == 4
+    assert pairs[3]["latents"].shape == (8, 3, 4, 4)
+    assert torch.equal(pairs[3]["low_res"], half[3].latents)
+
+
+@pytest.mark.fault("files")
+def test_a_cache_made_at_another_scale_is_refused(
+    script: ModuleType, manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_json(script, capsys, base_args(manifest, tmp_path / "half", "--downscale", "2"))
+    assert script.main(base_args(manifest, tmp_path / "half")) == 2
+    assert "settings.downscale: cache has 2, expected None" in capsys.readouterr().err
+    assert script.main(base_args(manifest, tmp_path / "half", "--downscale", "4")) == 2
+    assert "settings.downscale: cache has 2, expected 4" in capsys.readouterr().err
+
+
+@pytest.mark.fault("videos")
+def test_downscale_skips_sizes_that_do_not_divide_or_fit(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = [
+        ManifestRecord(
+            media="clips/odd.mp4", caption="odd", width=17, height=16, frames=5, fps=8.0
+        ),
+        ManifestRecord(
+            media="clips/wide.mp4", caption="wide", width=20, height=16, frames=5, fps=8.0
+        ),
+    ]
+    manifest = make_dataset(tmp_path, extra)
+    args = base_args(manifest, tmp_path / "half", "--downscale", "2")
+    summary = run_json(script, capsys, args, expected_rc=1)
+    assert (summary["encoded"], summary["complete"]) == (4, False)
+    failed = {entry["media"]: entry["error"] for entry in summary["failed"]}
+    assert failed["clips/odd.mp4"] == (
+        "width=17 and height=16 must both divide by the downscale factor 2"
+    )
+    assert failed["clips/wide.mp4"].startswith("at 1/2 size (10x8) the clip does not fit the VAE: ")
+    assert (
+        "width=10 is not a positive multiple of spatial_compression=4" in (failed["clips/wide.mp4"])
+    )
+
+
 def test_input_errors_exit_2_with_one_message(
     script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -310,6 +377,7 @@ def test_input_errors_exit_2_with_one_message(
         (["--checkpoint", "m.safetensors", "--random-weights"], "goes with --preset"),
         (["--preset", "tiny", "--random-weights", "--batch-size", "0"], "expected an integer >= 1"),
         (["--preset", "tiny", "--random-weights", "--device", "toaster"], "expected 'auto'"),
+        (["--preset", "tiny", "--random-weights", "--downscale", "0"], "expected an integer >= 1"),
     ],
 )
 def test_bad_arguments(

@@ -14,7 +14,17 @@ from aiprod_core.checkpoints import load_model
 from aiprod_pipelines.video_io import read_video
 from aiprod_trainer.demo import FULL, QUICK, DemoReport, loss_check
 
-STAGES = ["data", "vae", "latents", "dit", "export", "evaluate", "generate"]
+STAGES = [
+    "data",
+    "vae",
+    "latents",
+    "dit",
+    "upsampler",
+    "export",
+    "evaluate",
+    "condition",
+    "generate",
+]
 
 
 @pytest.fixture
@@ -50,7 +60,7 @@ def test_quick_demo_writes_its_artefacts_then_reuses_the_checkpoints(
     assert demo.main(args) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
-    assert "==> [1/7] Synthetic data" in captured.err  # with --json, progress goes to stderr
+    assert "==> [1/9] Synthetic data" in captured.err  # with --json, progress goes to stderr
     assert json.loads((out / "report.json").read_text()) == report
     assert {
         "profile",
@@ -70,7 +80,8 @@ def test_quick_demo_writes_its_artefacts_then_reuses_the_checkpoints(
     assert report["total_seconds"] >= stage_sum - 0.0005 * len(report["stages"])
 
     videos = [Path(v) for v in report["outputs"]["videos"]]
-    assert [v.parent for v in videos] == [out] * len(QUICK.prompts)
+    assert [v.parent for v in videos] == [out] * (len(QUICK.prompts) + 1)  # and two-stage
+    assert videos[-1].name.startswith("two-stage-")
     for video in videos:
         frames, fps, _ = read_video(video)
         assert frames.shape == (QUICK.frames, QUICK.height, QUICK.width, 3)
@@ -88,15 +99,17 @@ def test_quick_demo_writes_its_artefacts_then_reuses_the_checkpoints(
     assert evidence["enforced"] is False
     assert evidence["loss"]["untrained"] > 0
     assert evidence["loss"]["required"] == 0.30
-    assert [c["prompt"] for c in evidence["colors"]] == list(QUICK.prompts)
+    assert [c["prompt"] for c in evidence["prompts"]] == list(QUICK.prompts)
     assert {"expected", "dominant", "background_ok", "shape_ok", "passed"} <= set(
-        evidence["colors"][0]
+        evidence["prompts"][0]["colors"]
     )
+    assert {"latent_stats", "conditioning", "upsampler", "two_stage", "unseen"} <= set(evidence)
+    assert len(list((out / "unseen").glob("*.mp4"))) == QUICK.held_out
 
     assert demo.main(args) == 0
     second = json.loads(capsys.readouterr().out)
     statuses = {s["name"]: s["status"] for s in second["stages"]}
-    assert statuses == dict.fromkeys(STAGES[:5], "reused") | dict.fromkeys(STAGES[5:], "ran")
+    assert statuses == dict.fromkeys(STAGES[:6], "reused") | dict.fromkeys(STAGES[6:], "ran")
     assert second["trained"] is False
     assert second["evidence"]["loss"] == evidence["loss"]
 

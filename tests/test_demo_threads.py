@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from aiprod_trainer.demo import stages
+from aiprod_trainer.demo.settings import QUICK
 
 
 @pytest.fixture
@@ -60,8 +61,9 @@ def test_a_fixed_count_holds_in_training_and_generation_and_is_put_back(
     captured = capsys.readouterr()
     assert json.loads(captured.out)["profile"] == "quick"
     assert "    threads: 1 (as requested)\n" in captured.err  # the demo's note
-    assert captured.err.count("threads: 1 (as requested)\n") == 3  # and each training's
-    assert seen == [1, 1]  # one per prompt
+    assert captured.err.count("threads: 1 (as requested)\n") == 4  # and each training's
+    # one per prompt, per held-out combination and per text-only conditioning comparison
+    assert seen == [1] * (len(QUICK.prompts) + QUICK.held_out + QUICK.conditioning_clips)
     assert torch.get_num_threads() == 2
 
 

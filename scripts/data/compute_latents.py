@@ -14,6 +14,13 @@ deterministic, and training can add its own noise. ``--sample`` stores one poste
 sample per item instead, drawn from a generator seeded by ``--seed`` and the item's id, so
 a resumed run stores exactly what an uninterrupted one would.
 
+``--downscale N`` caches every clip at 1/N of its record's width and height (the same
+ids, frames and captions): with ``--downscale 2`` that is the ``data.low_res_cache`` that
+``aiprod-train``'s mode ``upsampler`` pairs with the full-size cache of the same manifest.
+A record whose width or height does not divide by N, or whose smaller clip does not fit
+the VAE, is reported and skipped. The factor is recorded in ``cache.json``, so resuming a
+cache with another factor is refused.
+
 The run is resumable: items already in the cache are skipped, so rerunning the same
 command after an interruption encodes only the rest, and rerunning it on a finished cache
 does nothing. Clips whose size does not fit the VAE's compression factors and clips that
@@ -27,6 +34,9 @@ Examples:
         --checkpoint models/checkpoints/tiny.safetensors
     uv run scripts/data/compute_latents.py --manifest m.jsonl --cache c --preset tiny \\
         --random-weights --json
+    uv run scripts/data/compute_latents.py --manifest data/train.jsonl \\
+        --cache data/latents/train-half --checkpoint models/checkpoints/tiny.safetensors \\
+        --downscale 2
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ from aiprod_trainer.latent_cache import (
     CacheMeta,
     LatentCacheWriter,
 )
+from aiprod_trainer.latent_pairs import LatentPairError, downscaled_meta, downscaled_record
 
 EXIT_OK = 0
 EXIT_FAILED_ITEMS = 1
@@ -110,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--sample",
         action="store_true",
         help="store a posterior sample per item instead of the posterior mean",
+    )
+    parser.add_argument(
+        "--downscale",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="cache the clips at 1/N of their records' width and height (2: the low-resolution "
+        "cache of aiprod-train's upsampler mode); default 1",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
@@ -179,7 +198,8 @@ def cache_meta(config: ModelConfig, weights: str, args: argparse.Namespace) -> C
         "vae": config.vae.model_dump(mode="json"),
         "text_encoder": config.text_encoder.model_dump(mode="json"),
     }
-    return CacheMeta(config.preset, config.text_encoder.kind, settings)
+    meta = CacheMeta(config.preset, config.text_encoder.kind, settings)
+    return downscaled_meta(meta, args.downscale)
 
 
 def load_encoders(
@@ -206,17 +226,25 @@ def item_seed(seed: int, item_id: str) -> int:
 
 
 def plan(
-    manifest: Manifest, done: frozenset[str], geometry: VideoGeometry, report: Report
+    manifest: Manifest,
+    done: frozenset[str],
+    geometry: VideoGeometry,
+    report: Report,
+    downscale: int = 1,
 ) -> list[list[ManifestRecord]]:
-    """Records still to encode, grouped by shape; shape misfits go to ``report.failed``."""
+    """Records still to encode (at ``1/downscale`` size), grouped by shape; shape misfits
+    go to ``report.failed``."""
     groups: dict[tuple[int, int, int], list[ManifestRecord]] = {}
-    for record in manifest.records:
-        if record.media in done:
+    for original in manifest.records:
+        if original.media in done:
             continue
         try:
+            record = original
+            if downscale != 1:
+                record = downscaled_record(original, downscale, geometry)
             geometry.validate_video_shape(record.frames, record.height, record.width)
-        except VideoShapeError as exc:
-            report.failed.append({"media": record.media, "error": str(exc)})
+        except (VideoShapeError, LatentPairError) as exc:
+            report.failed.append({"media": original.media, "error": str(exc)})
             continue
         groups.setdefault((record.frames, record.height, record.width), []).append(record)
     return [groups[shape] for shape in sorted(groups)]
@@ -266,7 +294,7 @@ def run(args: argparse.Namespace) -> Report:
         done = writer.done_ids()
         report.already_cached = sum(record.media in done for record in manifest.records)
         geometry = VideoGeometry(config.vae.spatial_compression, config.vae.temporal_compression)
-        groups = plan(manifest, done, geometry, report)
+        groups = plan(manifest, done, geometry, report, args.downscale)
         pending = sum(len(group) for group in groups)
         if pending:
             encoders = load_encoders(args, config)

@@ -1,4 +1,5 @@
-"""``aiprod-train CONFIG.yaml``: train a VAE, a transformer or LoRA adapters from a config.
+"""``aiprod-train CONFIG.yaml``: train a VAE, a transformer, LoRA adapters or the x2 latent
+upsampler from a config.
 
     aiprod-train configs/dit.yaml                    # a new run in the config's run_dir
     aiprod-train configs/dit.yaml --resume           # continue from its latest checkpoint
@@ -41,7 +42,8 @@ def version_text() -> str:
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Train an AIPROD VAE, transformer or LoRA adapter from a YAML config.",
+        description="Train an AIPROD VAE, transformer, LoRA adapter or x2 latent upsampler "
+        "from a YAML config.",
         epilog="Example configs, every key commented: packages/aiprod-trainer/configs/.",
     )
     parser.add_argument("--version", action="version", version=version_text())

@@ -25,8 +25,9 @@ from aiprod_core.errors import ConfigError
 from aiprod_core.models import PRESETS
 from aiprod_core.problems import join_problems, validation_problems
 
-Mode = Literal["vae", "dit", "lora"]
-"""What a run trains: the VAE, the whole transformer, or LoRA adapters on the transformer."""
+Mode = Literal["vae", "dit", "lora", "upsampler"]
+"""What a run trains: the VAE, the whole transformer, LoRA adapters on the transformer, or
+the x2 latent upsampler."""
 
 LoraTarget = Literal["qkv", "out", "q", "kv", "gate_up", "down"]
 LORA_TARGETS: tuple[LoraTarget, ...] = ("qkv", "out", "q", "kv", "gate_up", "down")
@@ -70,10 +71,19 @@ class ModelSection(_Section):
 
 
 class DataSection(_Section):
-    """Training and held-out data: latent caches (dit, lora) or clip manifests (vae)."""
+    """Training and held-out data: latent caches (dit, lora), clip manifests (vae), or
+    latent caches of the same clips at full and at half width and height (upsampler)."""
 
     cache: Path | None = None
     validation_cache: Path | None = None
+    low_res_cache: Path | None = Field(
+        default=None,
+        description="mode upsampler: the clips of data.cache at half width and height "
+        "(compute_latents.py --downscale 2), paired with it by item id",
+    )
+    validation_low_res_cache: Path | None = Field(
+        default=None, description="mode upsampler: the clips of data.validation_cache likewise"
+    )
     manifest: Path | None = None
     validation_manifest: Path | None = None
     batch_size: Count = 1
@@ -202,6 +212,7 @@ class TrainConfig(_Section):
             raise ValueError(f"data.{wanted}: required in mode {self.mode!r}")
         if getattr(self.data, other) is not None:
             raise ValueError(f"data.{other}: not used in mode {self.mode!r}; use data.{wanted}")
+        self._low_res_data_for_mode()
         if self.data.keep_in_memory and self.mode != "vae":
             raise ValueError(
                 f"data.keep_in_memory: only for decoded video clips (mode 'vae'), not mode "
@@ -209,9 +220,36 @@ class TrainConfig(_Section):
             )
         return self
 
+    def _low_res_data_for_mode(self) -> None:
+        data = self.data
+        if self.mode != "upsampler":
+            for key in ("low_res_cache", "validation_low_res_cache"):
+                if getattr(data, key) is not None:
+                    raise ValueError(
+                        f"data.{key}: only for mode 'upsampler' (pairs of latents of a clip "
+                        f"at two resolutions), not mode {self.mode!r}"
+                    )
+            return
+        if data.low_res_cache is None:
+            raise ValueError(
+                "data.low_res_cache: required in mode 'upsampler': a latent cache of the clips "
+                "of data.cache at half width and height (compute_latents.py --downscale 2)"
+            )
+        if (data.validation_cache is None) != (data.validation_low_res_cache is None):
+            given, missing = (
+                ("validation_cache", "validation_low_res_cache")
+                if data.validation_low_res_cache is None
+                else ("validation_low_res_cache", "validation_cache")
+            )
+            raise ValueError(
+                f"data.{missing}: required with data.{given} in mode 'upsampler' (the "
+                "held-out clips at full and at half width and height); give both or neither"
+            )
+
     @property
     def training_data(self) -> Path:
-        """The cache (dit, lora) or manifest (vae) the run trains on."""
+        """The cache (dit, lora, upsampler: the full-resolution one) or manifest (vae) the
+        run trains on."""
         path = self.data.manifest if self.mode == "vae" else self.data.cache
         assert path is not None  # guaranteed by the validator
         return path
@@ -231,6 +269,8 @@ _PATH_KEYS: tuple[tuple[str, ...], ...] = (
     ("model", "checkpoint"),
     ("data", "cache"),
     ("data", "validation_cache"),
+    ("data", "low_res_cache"),
+    ("data", "validation_low_res_cache"),
     ("data", "manifest"),
     ("data", "validation_manifest"),
 )
@@ -299,6 +339,8 @@ def _check_inputs(config: TrainConfig, path: Path) -> None:
         (("model", "checkpoint"), config.model.checkpoint, "file"),
         (("data", "cache"), config.data.cache, "folder"),
         (("data", "validation_cache"), config.data.validation_cache, "folder"),
+        (("data", "low_res_cache"), config.data.low_res_cache, "folder"),
+        (("data", "validation_low_res_cache"), config.data.validation_low_res_cache, "folder"),
         (("data", "manifest"), config.data.manifest, "file"),
         (("data", "validation_manifest"), config.data.validation_manifest, "file"),
     ]

@@ -13,6 +13,9 @@
   frames, exactly as :class:`aiprod_core.diffusion.Conditioning` asks it at generation.
 - :class:`VaeObjective` (mode ``vae``): encode, sample the posterior, decode; L1 or MSE
   reconstruction plus ``kl_weight`` times the KL divergence to N(0, 1).
+- :class:`UpsamplerObjective` (mode ``upsampler``): MSE between the x2 upsampler's output
+  on an item's half-size latents and its full-size latents (both normalised; see
+  :mod:`aiprod_trainer.latent_pairs`). It draws no random numbers at all.
 
 Randomness is drawn per item from :func:`item_generator` ``(seed, step, slot)``, never from
 the global generators, so a step computes the same thing however the batch is split
@@ -33,6 +36,7 @@ from torch import nn
 
 from aiprod_core.diffusion import FlowMatchSchedule, add_noise, token_sigmas, velocity_target
 from aiprod_core.transformer import Patchifier3D
+from aiprod_core.upsampler import nearest_upsample
 from aiprod_core.vae import CausalVideoVAE
 from aiprod_trainer.buckets import Bucket
 
@@ -40,7 +44,8 @@ TRAIN_STREAM = 0
 VALIDATION_STREAM = 1
 
 Batch = Any
-"""A collated batch: a video tensor (vae) or a dict of latents, text, mask (dit, lora)."""
+"""A collated batch: a video tensor (vae), a dict of latents, text, mask (dit, lora), or a
+dict of full-size ``latents`` and half-size ``low_res`` latents (upsampler)."""
 
 
 def mixed_seed(*parts: int) -> int:
@@ -265,6 +270,36 @@ class VaeObjective:
         kl = kl.mean()
         loss = rec + self.kl_weight * kl
         return LossOutput(loss, {"reconstruction": float(rec.detach()), "kl": float(kl.detach())})
+
+
+class UpsamplerObjective:
+    """MSE of the x2 latent upsampler: ``module(low_res)`` against the full-size latents.
+
+    Both are normalised latents of one clip (``batch["low_res"]`` ``[B, C, T, h, w]``,
+    ``batch["latents"]`` ``[B, C, T, 2h, 2w]``). Nothing is random, so ``generators`` go
+    unused and validation (``training=False``) computes the same loss. ``parts`` also
+    holds the MSE of nearest-neighbour upsampling (what an untrained upsampler does), the
+    baseline the learned residual has to beat.
+    """
+
+    component = "upsampler"
+
+    def loss(
+        self,
+        module: nn.Module,
+        batch: Batch,
+        generators: Sequence[torch.Generator],
+        device: torch.device,
+        *,
+        training: bool = True,
+    ) -> LossOutput:
+        del generators, training
+        low_res = batch["low_res"].to(device=device, dtype=torch.float32)
+        target = batch["latents"].to(device=device, dtype=torch.float32)
+        loss = F.mse_loss(module(low_res).float(), target)
+        with torch.no_grad():
+            nearest = F.mse_loss(nearest_upsample(low_res), target)
+        return LossOutput(loss, {"mse": float(loss.detach()), "nearest_mse": float(nearest)})
 
 
 class VaeReconstruction(nn.Module):

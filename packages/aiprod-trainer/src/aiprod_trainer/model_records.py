@@ -7,6 +7,9 @@
 - modes ``dit`` and ``lora``: :func:`generation_defaults` reads the most common clip size
   and frame rate of the training cache, which become the model's
   ``config.generation``: what ``aiprod-generate`` makes when asked for no size.
+- mode ``upsampler``: :func:`add_trained_steps` adds the run's optimizer steps to the
+  upsampler's ``trained_steps`` (pipelines warn about an upsampler whose count is 0); the
+  generation defaults stay those of the model it started from.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import torch
 
 from aiprod_core.models import GenerationDefaults
+from aiprod_core.upsampler import LatentUpsampler
 from aiprod_core.vae import CausalVideoVAE, StatisticsAccumulator
 from aiprod_trainer.buckets import Bucket
 from aiprod_trainer.loops import collate
@@ -82,3 +86,12 @@ def generation_defaults(dataset: Any, fallback: GenerationDefaults) -> Generatio
     return GenerationDefaults(
         width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps
     )
+
+
+def add_trained_steps(upsampler: LatentUpsampler, steps: int) -> int:
+    """Add ``steps`` optimizer steps to ``upsampler.trained_steps``; return the new count."""
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    with torch.no_grad():
+        upsampler.trained_steps.add_(steps)
+    return int(upsampler.trained_steps)

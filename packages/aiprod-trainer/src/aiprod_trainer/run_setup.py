@@ -1,9 +1,10 @@
 """Everything a training run is built from, assembled from its config.
 
 :func:`build_run` loads or initialises the model, picks what trains (the VAE, the whole
-transformer, or LoRA adapters on it), and builds the optimizer, learning-rate schedule,
-EMA, objective and datasets. Problems a user can cause (data made for another model,
-bf16 without CUDA) raise :class:`TrainingError` naming the setting.
+transformer, LoRA adapters on it, or the x2 latent upsampler), and builds the optimizer,
+learning-rate schedule, EMA, objective and datasets. Problems a user can cause (data made
+for another model, caches that do not pair, bf16 without CUDA) raise
+:class:`TrainingError` naming the setting.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from aiprod_trainer.clip_dataset import ClipDataset
 from aiprod_trainer.config import TrainConfig
 from aiprod_trainer.distributed import DistributedContext
 from aiprod_trainer.ema import ExponentialMovingAverage
-from aiprod_trainer.latent_cache import LatentDataset
+from aiprod_trainer.latent_cache import LatentCache, LatentDataset
+from aiprod_trainer.latent_pairs import LatentPairError, PairedLatentDataset, paired_dataset
 from aiprod_trainer.loops import (
     FlowMatchingObjective,
     FrameConditioning,
     Objective,
+    UpsamplerObjective,
     VaeObjective,
     VaeReconstruction,
     dataset_buckets,
@@ -94,13 +97,16 @@ def build_run(config: TrainConfig, context: DistributedContext) -> RunParts:
     elif config.mode == "dit":
         trained = forward_module = model.transformer
         trained.requires_grad_(True)
+    elif config.mode == "upsampler":
+        trained = forward_module = model.upsampler
+        trained.requires_grad_(True)
     else:
         from aiprod_trainer.lora import add_lora
 
         with torch.random.fork_rng(devices=[]):  # adapters start from the seed alone
             torch.manual_seed(mixed_seed(config.seed, LORA_INIT_STREAM))
             trained = forward_module = add_lora(model.transformer, config.lora)
-    if config.mode != "vae":
+    if config.mode in ("dit", "lora"):
         model.transformer.gradient_checkpointing = config.training.gradient_checkpointing
     dataset, validation_dataset = _datasets(config, model)
     objective = _objective(config, model, dataset, device)
@@ -162,6 +168,8 @@ def _initial_model(config: TrainConfig) -> AiprodModel:
 
 
 def _datasets(config: TrainConfig, model: AiprodModel) -> tuple[Any, Any | None]:
+    if config.mode == "upsampler":
+        return _paired_datasets(config)
     key = "manifest" if config.mode == "vae" else "cache"
     sources = [(f"data.{key}", config.training_data)]
     if config.validation_data is not None:
@@ -178,6 +186,30 @@ def _datasets(config: TrainConfig, model: AiprodModel) -> tuple[Any, Any | None]
         if isinstance(dataset, ClipDataset):  # config.mode == "vae"
             _check_clip_shapes(name, dataset, model)
         datasets.append(dataset)
+    return datasets[0], datasets[1] if len(datasets) > 1 else None
+
+
+def _paired_datasets(config: TrainConfig) -> tuple[Any, Any | None]:
+    """Mode upsampler: the training (and held-out) pairs of full and half-size latents."""
+    data = config.data
+    sources = [("", data.cache, data.low_res_cache)]
+    if data.validation_cache is not None:
+        sources.append(("validation_", data.validation_cache, data.validation_low_res_cache))
+    datasets: list[PairedLatentDataset] = []
+    for prefix, *paths in sources:
+        names = (f"data.{prefix}cache", f"data.{prefix}low_res_cache")
+        caches = []
+        for name, path in zip(names, paths, strict=True):
+            if path is None:  # the config requires both of a pair
+                raise TrainingError(f"{name}: required in mode 'upsampler'")
+            cache = LatentCache(path)
+            if len(cache) == 0:
+                raise TrainingError(f"{name}: {path} holds no items")
+            caches.append(cache)
+        try:
+            datasets.append(paired_dataset(caches[0], caches[1], names))
+        except LatentPairError as exc:
+            raise TrainingError(str(exc)) from None
     return datasets[0], datasets[1] if len(datasets) > 1 else None
 
 
@@ -200,6 +232,8 @@ def _objective(
     if config.mode == "vae":
         return VaeObjective(config.vae.reconstruction, config.vae.kl_weight)
     _check_cache(config, model, dataset)
+    if config.mode == "upsampler":
+        return UpsamplerObjective()
     null_text = null_mask = None
     if (
         config.training.text_dropout > 0
@@ -226,13 +260,23 @@ def _objective(
 
 
 def _check_cache(config: TrainConfig, model: AiprodModel, dataset: Any) -> None:
-    """The cache must hold latents and text embeddings of this model's shapes."""
+    """The cache must be made for this model: latents of its channels and (dit, lora) text
+    embeddings of its text encoder's width."""
     meta_preset = dataset.cache.meta.preset
     if meta_preset != model.config.preset:
         raise TrainingError(
             f"data.cache: {config.training_data} was made for preset {meta_preset!r}; the "
             f"model being trained is {model.config.preset!r}"
         )
+    if config.mode == "upsampler":
+        channels = dataset.cache.entries[0].latent_shape[0]
+        wanted = model.config.upsampler.latent_channels
+        if channels != wanted:
+            raise TrainingError(
+                f"data.cache: {config.training_data} holds {channels}-channel latents; the "
+                f"model's upsampler takes {wanted}"
+            )
+        return
     item = dataset[0]
     channels, text_dim = item["latents"].shape[0], item["text"].shape[-1]
     transformer = model.config.transformer

@@ -12,7 +12,8 @@ A run directory holds::
     validation/step-*/     sample videos
     model.safetensors      the final model as a bundle checkpoint (aiprod_core load_model)
     adapter/               mode lora: the LoRA adapter in peft's format
-    summary.json           steps, time, first and last training and held-out losses
+    summary.json           steps, time, first and last training and held-out losses, and
+                           what the model recorded (see aiprod_trainer.model_records)
 
 A run killed while writing (a checkpoint, the final model) leaves hidden temporary files or
 folders beside the target; starting the run again, resumed or not, deletes those of its own
@@ -50,7 +51,11 @@ from aiprod_trainer import distributed as dist_utils
 from aiprod_trainer.config import TrainConfig
 from aiprod_trainer.distributed import DistributedContext, MicroBatchSampler, StepBatches
 from aiprod_trainer.loops import TRAIN_STREAM, collate, dataset_buckets, item_generator
-from aiprod_trainer.model_records import generation_defaults, measure_latent_statistics
+from aiprod_trainer.model_records import (
+    add_trained_steps,
+    generation_defaults,
+    measure_latent_statistics,
+)
 from aiprod_trainer.run_log import RunLog
 from aiprod_trainer.run_setup import RunParts, TrainingError, build_run, seed_step
 from aiprod_trainer.state import (
@@ -350,7 +355,7 @@ class Trainer:
                 device=self.context.device,
                 fps=settings.fps,
             )
-        elif self.config.mode != "vae" and settings.prompts:
+        elif self.config.mode in ("dit", "lora") and settings.prompts:
             with torch.random.fork_rng(devices=[]):
                 write_samples(parts.model, settings, folder)
             parts.set_modes()
@@ -400,7 +405,7 @@ class Trainer:
                     parts.trained, self.run_dir / ADAPTER_DIR, self.config.lora, parts.model.config
                 )
                 merge_lora(parts.trained)
-            records = self._record_in_model()
+            records = self._record_in_model(result.step)
             save_checkpoint(parts.model, parts.model.config, target)
             self.log.write_summary(
                 mode=self.config.mode, step=result.step, final_model=str(target), **records
@@ -408,9 +413,12 @@ class Trainer:
         dist_utils.barrier(self.context)
         return target
 
-    def _record_in_model(self) -> dict[str, Any]:
-        """Store what the run learned besides weights in the model (see model_records)."""
+    def _record_in_model(self, steps: int) -> dict[str, Any]:
+        """Store what the run learned besides weights in the model (see model_records);
+        ``steps``: the optimizer steps the run has taken in all."""
         model = self.parts.model
+        if self.config.mode == "upsampler":
+            return {"upsampler_trained_steps": add_trained_steps(model.upsampler, steps)}
         if self.config.mode == "vae":
             mean, std, items = measure_latent_statistics(
                 model.vae,

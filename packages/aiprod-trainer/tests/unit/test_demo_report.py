@@ -2,34 +2,61 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from aiprod_trainer.demo.evidence import color_check, loss_check
+from aiprod_trainer.demo.evidence import loss_check
+from aiprod_trainer.demo.fidelity import (
+    conditioned_clip,
+    conditioning_check,
+    latent_stats_check,
+    prompt_check,
+)
 from aiprod_trainer.demo.report import DemoReport, StageRecord
 from aiprod_trainer.demo.settings import FULL, QUICK
-from aiprod_trainer.synthetic import PALETTE
+from aiprod_trainer.synthetic import ShapeClip, render_clip
 
 PROMPT = "a red circle moving left on a blue background"
 
 
-def frame_of(background: str, shape: str) -> np.ndarray:
-    frame = np.empty((10, 10, 3), dtype=np.uint8)
-    frame[...] = PALETTE[background]
-    frame[:3, :3] = PALETTE[shape]
-    return frame
+def clip_of(background: str = "blue", motion: str = "left") -> np.ndarray:
+    """A red circle on ``background`` whose centre moves from x 0.7 to 0.3 (left) or back."""
+    start, end = ((0.7, 0.5), (0.3, 0.5)) if motion == "left" else ((0.3, 0.5), (0.7, 0.5))
+    shape = ShapeClip("circle", "red", background, "left", 0.4, start, end)
+    return render_clip(shape, width=32, height=32, frames=9)
 
 
-def report_with(*, background: str = "blue", drop_to: float = 0.5, profile=FULL) -> DemoReport:
+def normalised() -> torch.Tensor:
+    """A [4, 3, 8, 8] latent whose every channel has mean 0 and std 1 exactly."""
+    draw = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    flat = draw.reshape(4, -1)
+    flat = (flat - flat.mean(dim=1, keepdim=True)) / flat.std(dim=1, unbiased=False, keepdim=True)
+    return flat.reshape(4, 3, 8, 8)
+
+
+ENFORCED = dataclasses.replace(FULL, enforce_prompt_checks=True)
+
+
+def report_with(
+    *, background: str = "blue", drop_to: float = 0.5, profile=ENFORCED, motion: str = "left"
+) -> DemoReport:
+    real = clip_of()
     report = DemoReport(
         profile,
         {"output": "out", "work": "out/work", "model": "m.safetensors", "report": "r.json"},
         stages=[StageRecord("vae", "reused", 0.5), StageRecord("dit", "ran", 2.0, {"steps": 3})],
         loss=loss_check(1.0, drop_to),
-        colors=[color_check(frame_of(background, "red"), PROMPT)],
+        latent_stats=latent_stats_check([normalised()]),
+        conditioning=conditioning_check(
+            [conditioned_clip(PROMPT, real, real[0], real, clip_of(motion="right"))]
+        ),
+        prompts=[prompt_check(clip_of(background, motion), PROMPT)] * 3,
+        unseen=[prompt_check(clip_of(motion="right"), PROMPT)],
         videos=["out/00.mp4"],
         contact_sheet="out/contact_sheet.png",
         warnings=["something to know"],
@@ -59,7 +86,22 @@ def test_passing_report_renders_and_serialises(tmp_path: Path) -> None:
     assert data["stages"][1] == {"name": "dit", "status": "ran", "seconds": 2.0, "steps": 3}
     assert data["evidence"]["enforced"] is True
     assert data["evidence"]["loss"]["drop"] == pytest.approx(0.5)
-    assert data["evidence"]["colors"][0]["background_ok"] is True
+    evidence = data["evidence"]
+    assert evidence["prompts"][0]["colors"]["background_ok"] is True
+    assert evidence["prompts"][0]["motion"]["passed"] is True
+    assert evidence["prompt_passes"] == {
+        "prompts": 3,
+        "colors": 3,
+        "motion": 3,
+        "shape": 3,
+        "all": 3,
+        "required": 3,
+        "enforced": True,
+    }
+    assert evidence["unseen"]["passes"]["motion"] == 0
+    assert evidence["conditioning"]["worst_first_frame_psnr"] is None  # identical: infinite
+    assert evidence["latent_stats"]["passed"] is True
+    assert "3 of 4" not in text
     assert data["outputs"] == {
         "videos": ["out/00.mp4"],
         "contact_sheet": "out/contact_sheet.png",
@@ -71,10 +113,35 @@ def test_passing_report_renders_and_serialises(tmp_path: Path) -> None:
 def test_failed_enforced_report_lists_the_failures() -> None:
     report = report_with(background="green", drop_to=0.9)
     assert not report.passed
-    assert len(report.failures) == 2
+    assert len(report.failures) == 1 + 3 + 1  # the loss, 3 prompts' colours, the count
     text = report.render()
     assert "Evidence checks FAILED:" in text
     assert "background blue not dominant" in text
+    assert "0 of 3 prompts pass the colour, motion and shape checks; 3 required" in text
+
+
+def test_motion_and_shape_are_reported_without_failing_until_enforced() -> None:
+    report = report_with(motion="right", profile=FULL)
+    assert report.passed
+    assert "0 of 3 prompts pass colours, motion and shape (3 of 3: target, not enforced)" in (
+        report.render()
+    )
+
+
+def test_wrong_motion_latent_statistics_and_conditioning_are_failures() -> None:
+    report = report_with(motion="right")
+    assert [line for line in report.failures if "prompts pass" in line] == [
+        "0 of 3 prompts pass the colour, motion and shape checks; 3 required"
+    ]
+    real = clip_of()
+    report.latent_stats = latent_stats_check([torch.full((4, 3, 8, 8), 0.5)])
+    report.conditioning = conditioning_check(
+        [conditioned_clip(PROMPT, real, 255 - real[0], clip_of(motion="right"), real)]
+    )
+    failures = "\n".join(report.failures)
+    assert "normalised training latents are off by up to 0.500 in mean" in failures
+    assert "frame 0 reproduces its image at" in failures
+    assert "no closer to the real clip with the first frame given" in failures
 
 
 def test_failed_quick_report_says_it_is_not_enforced() -> None:

@@ -18,7 +18,17 @@ from aiprod_trainer.demo.settings import FULL, QUICK
 from aiprod_trainer.demo.stages import DemoError
 from aiprod_trainer.trainer import FitResult
 
-STAGES = ["data", "vae", "latents", "dit", "export", "evaluate", "generate"]
+STAGES = [
+    "data",
+    "vae",
+    "latents",
+    "dit",
+    "upsampler",
+    "export",
+    "evaluate",
+    "condition",
+    "generate",
+]
 
 
 @pytest.fixture
@@ -62,13 +72,34 @@ def test_quick_run_trains_generates_and_a_second_run_reuses(
     assert report.trained
     assert report.stage("vae").details["steps"] == QUICK.vae_steps
     assert report.stage("dit").details["steps"] == QUICK.dit_steps
-    assert report.stage("latents").details == {"train_encoded": 9, "val_encoded": 3}
+    assert report.stage("latents").details == {
+        "train_encoded": 9,
+        "train_half_encoded": 9,
+        "val_encoded": 3,
+        "val_half_encoded": 3,
+    }
+    assert report.stage("upsampler").details["steps"] == QUICK.upsampler_steps
+    assert report.upsampler is not None
+    assert len(report.upsampler.trained) == 3  # the held-out clips
+    assert report.two_stage is not None
+    model, _ = load_model(paths.model)
+    assert int(model.upsampler.trained_steps) == QUICK.upsampler_steps
     printed = console.getvalue()
-    assert "==> [1/7] Synthetic data" in printed
-    assert "==> [7/7] Generation" in printed
+    assert "==> [1/9] Synthetic data" in printed
+    assert "==> [9/9] Generation" in printed
     assert report.loss is not None
     assert report.loss.untrained > 0
-    assert [c.prompt for c in report.colors] == list(QUICK.prompts)
+    assert [c.prompt for c in report.prompts] == list(QUICK.prompts)
+    # every figure of the new evidence is measured and kept, even where quick cannot pass
+    assert report.latent_stats is not None
+    assert report.latent_stats.items == 9
+    assert report.conditioning is not None
+    assert len(report.conditioning.clips) == QUICK.conditioning_clips
+    assert len(report.unseen) == QUICK.held_out
+    held_out = set(json.loads((paths.dataset / "held_out.json").read_text())["held_out"])
+    assert {check.prompt for check in report.unseen} == held_out
+    assert not held_out & set(QUICK.prompts)
+    assert len(list((paths.output / "unseen").glob("*.mp4"))) == QUICK.held_out
     for video in report.videos:
         frames, fps, _ = read_video(video)
         assert frames.shape == (QUICK.frames, QUICK.height, QUICK.width, 3)
@@ -81,10 +112,13 @@ def test_quick_run_trains_generates_and_a_second_run_reuses(
 
     again = run_demo(QUICK, paths, config, stream=io.StringIO())
     statuses = {s.name: s.status for s in again.stages}
-    assert statuses == dict.fromkeys(STAGES[:5], "reused") | dict.fromkeys(STAGES[5:], "ran")
+    assert statuses == dict.fromkeys(STAGES[:6], "reused") | dict.fromkeys(STAGES[6:], "ran")
     assert not again.trained
     assert again.loss == report.loss  # the same weights measured on the same noise
-    assert [c.ranking for c in again.colors] == [c.ranking for c in report.colors]
+    assert [c.color.ranking for c in again.prompts] == [c.color.ranking for c in report.prompts]
+    evidence = json.loads((paths.output / "report.json").read_text())["evidence"]
+    assert set(evidence) >= {"loss", "latent_stats", "conditioning", "prompts", "unseen"}
+    assert evidence["unseen"]["passes"]["prompts"] == QUICK.held_out
 
     paths.model.unlink()  # a missing registry file is exported again from the work folder
     third = run_demo(QUICK, paths, config, stream=io.StringIO())

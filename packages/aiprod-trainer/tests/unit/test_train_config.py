@@ -53,7 +53,7 @@ def error_of(tmp_path: Path, data: Any, **options: Any) -> str:
     return str(error.value)
 
 
-@pytest.mark.parametrize("name", ["vae", "dit", "lora"])
+@pytest.mark.parametrize("name", ["vae", "dit", "lora", "upsampler"])
 def test_example_configs_are_valid(name: str) -> None:
     config = load_train_config(CONFIGS / f"{name}.yaml", check_paths=False)
     assert config.mode == name
@@ -61,7 +61,7 @@ def test_example_configs_are_valid(name: str) -> None:
     assert config.training_data.is_absolute()
 
 
-@pytest.mark.parametrize("name", ["vae", "dit", "lora"])
+@pytest.mark.parametrize("name", ["vae", "dit", "lora", "upsampler"])
 def test_every_example_key_is_commented(name: str) -> None:
     path = CONFIGS / f"{name}.yaml"
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -124,7 +124,7 @@ def test_several_problems_are_listed_together(tmp_path: Path) -> None:
     message = error_of(tmp_path, data, check_paths=False)
     assert message == (
         f"{path}: invalid training config (3 problems):\n"
-        f"  {path}: mode: Input should be 'vae', 'dit' or 'lora', got 'gan'\n"
+        f"  {path}: mode: Input should be 'vae', 'dit', 'lora' or 'upsampler', got 'gan'\n"
         f"  {path}: optimizer.lr: Input should be greater than 0, got -1.0\n"
         f"  {path}: training.max_steps: Input should be greater than or equal to 1, got 0"
     )
@@ -161,6 +161,77 @@ def test_data_must_fit_the_mode(tmp_path: Path) -> None:
     assert error_of(tmp_path, kept, check_paths=False) == (
         f"{path}: data.keep_in_memory: only for decoded video clips (mode 'vae'), not mode "
         "'dit', whose latent cache is read from safetensors shards"
+    )
+
+
+UPSAMPLER: dict[str, Any] = {
+    "mode": "upsampler",
+    "data": {"cache": "full", "low_res_cache": "half"},
+}
+
+
+def test_upsampler_pairs_of_caches(tmp_path: Path) -> None:
+    data = {"validation_cache": "val", "validation_low_res_cache": "val-half"}
+    changes = {**UPSAMPLER, "data": {**UPSAMPLER["data"], **data}}
+    config = load_train_config(write(tmp_path, with_changes(**changes)), check_paths=False)
+    assert config.training_data == tmp_path / "full"
+    assert config.data.low_res_cache == tmp_path / "half"
+    assert config.validation_data == tmp_path / "val"
+    assert config.data.validation_low_res_cache == tmp_path / "val-half"
+
+
+BOTH_OR_NEITHER = (
+    "in mode 'upsampler' (the held-out clips at full and at half width and height); give both "
+    "or neither"
+)
+
+
+@pytest.mark.fault("config")
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"cache": "full"},
+            (
+                "data.low_res_cache: required in mode 'upsampler': a latent cache of the clips "
+                "of data.cache at half width and height (compute_latents.py --downscale 2)"
+            ),
+        ),
+        (
+            {"cache": "full", "low_res_cache": "half", "validation_cache": "val"},
+            f"data.validation_low_res_cache: required with data.validation_cache {BOTH_OR_NEITHER}",
+        ),
+        (
+            {"cache": "full", "low_res_cache": "half", "validation_low_res_cache": "vh"},
+            f"data.validation_cache: required with data.validation_low_res_cache {BOTH_OR_NEITHER}",
+        ),
+        ({"low_res_cache": "half"}, "data.cache: required in mode 'upsampler'"),
+    ],
+)
+def test_upsampler_needs_both_caches_of_a_pair(
+    tmp_path: Path, data: dict[str, str], message: str
+) -> None:
+    config = {**MINIMAL, "mode": "upsampler", "data": data}
+    path = tmp_path / "train.yaml"
+    assert error_of(tmp_path, config, check_paths=False) == f"{path}: {message}"
+
+
+@pytest.mark.fault("config")
+def test_low_res_caches_belong_to_mode_upsampler(tmp_path: Path) -> None:
+    path = tmp_path / "train.yaml"
+    data = with_changes(data={"validation_low_res_cache": "vh"})
+    assert error_of(tmp_path, data, check_paths=False) == (
+        f"{path}: data.validation_low_res_cache: only for mode 'upsampler' (pairs of latents "
+        "of a clip at two resolutions), not mode 'dit'"
+    )
+
+
+@pytest.mark.fault("files")
+def test_upsampler_low_res_cache_must_exist(tmp_path: Path) -> None:
+    (tmp_path / "full").mkdir()
+    path = tmp_path / "train.yaml"
+    assert error_of(tmp_path, with_changes(**UPSAMPLER)) == (
+        f"{path}: data.low_res_cache: folder not found: {tmp_path / 'half'}"
     )
 
 

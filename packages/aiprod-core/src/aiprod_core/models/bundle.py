@@ -13,6 +13,7 @@ attribute: its weights come from its package, so ``state_dict()``, ``parameters(
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -29,17 +30,27 @@ class AiprodModel(nn.Module):
 
     ``text_encoder`` defaults to the one ``config.text_encoder`` describes; pass one to
     reuse an encoder that is already loaded.
+
+    Each component is initialised from its own seed, drawn once from the global generator
+    and offset by the component's place (:data:`COMPONENT_SEEDS`), so a component's initial
+    weights depend on the global seed alone: changing the transformer's architecture does
+    not change the VAE a seeded run starts from.
     """
 
     def __init__(self, config: ModelConfig, text_encoder: TextEncoder | None = None) -> None:
         super().__init__()
         self.config = config
-        self.transformer = VideoTransformer(config.transformer)
-        self.vae = CausalVideoVAE(config.vae)
-        self.upsampler = LatentUpsampler(config.upsampler)
-        self.text_encoder: TextEncoder = (
-            build_text_encoder(config.text_encoder) if text_encoder is None else text_encoder
-        )
+        base = int(torch.randint(0, 2**62, (), dtype=torch.int64, device="cpu"))
+        with _seeded(base, "transformer"):
+            self.transformer = VideoTransformer(config.transformer)
+        with _seeded(base, "vae"):
+            self.vae = CausalVideoVAE(config.vae)
+        with _seeded(base, "upsampler"):
+            self.upsampler = LatentUpsampler(config.upsampler)
+        with _seeded(base, "text_encoder"):
+            self.text_encoder: TextEncoder = (
+                build_text_encoder(config.text_encoder) if text_encoder is None else text_encoder
+            )
 
     def parameter_counts(self, trainable_only: bool = False) -> dict[str, int]:
         """Parameters per component (``transformer``, ``vae``, ...) and ``total``."""
@@ -48,6 +59,18 @@ class AiprodModel(nn.Module):
         }
         counts["total"] = count_parameters(self, trainable_only)
         return counts
+
+
+COMPONENT_SEEDS = {"transformer": 0, "vae": 1, "upsampler": 2, "text_encoder": 3}
+"""Offsets of each component's initialisation seed from the model's base seed."""
+
+
+@contextlib.contextmanager
+def _seeded(base: int, component: str) -> Iterator[None]:
+    """The CPU generator seeded for ``component`` inside, the global state restored after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(base + COMPONENT_SEEDS[component])
+        yield
 
 
 def build_model(

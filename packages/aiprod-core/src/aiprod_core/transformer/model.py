@@ -101,7 +101,7 @@ class VideoTransformer(nn.Module):
             grid,
             self.config.patch_size,
             self.config.latent_scale,
-            DEFAULT_FPS if fps is None else fps,
+            _one_rate(fps),
             pixel_scale,
             device=x.device,
         )
@@ -161,6 +161,18 @@ class VideoTransformer(nn.Module):
                 f"text_mask must be bool [{batch}, {text.shape[1]}], "
                 f"got {text_mask.dtype} {tuple(text_mask.shape)}"
             )
+
+
+def _one_rate(fps: float | torch.Tensor | None) -> float | torch.Tensor:
+    """``fps`` as one number when every sample has the same rate (positions and RoPE are
+    then computed once for the batch), else the ``[B]`` tensor."""
+    if fps is None:
+        return DEFAULT_FPS
+    if isinstance(fps, torch.Tensor) and fps.numel() > 0:
+        flat = fps.reshape(-1)
+        if bool((flat == flat[0]).all()):
+            return float(flat[0])
+    return fps
 
 
 def _init_linear(module: nn.Module) -> None:

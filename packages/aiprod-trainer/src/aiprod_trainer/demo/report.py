@@ -1,11 +1,13 @@
-"""What a demo run did and proved: stage timings, losses, colour checks, written files.
+"""What a demo run did and proved: stage timings, losses, latent statistics, image-to-video,
+colour, motion and shape checks, written files.
 
 :class:`DemoReport` is printed for people (:meth:`DemoReport.render`) and written as
 ``report.json`` for machines (:meth:`DemoReport.to_json`)::
 
     {"profile": "full", "passed": true, "total_seconds": 412.3,
      "stages": [{"name": "data", "status": "ran", "seconds": 6.1, ...}, ...],
-     "evidence": {"enforced": true, "loss": {...}, "colors": [...], "failures": []},
+     "evidence": {"enforced": true, "loss": {...}, "latent_stats": {...},
+                  "conditioning": {...}, "prompts": [...], "unseen": {...}, "failures": []},
      "outputs": {"videos": [...], "contact_sheet": "...", "model": "..."}, ...}
 """
 
@@ -17,7 +19,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aiprod_core.atomic import atomic_write_text
-from aiprod_trainer.demo.evidence import ColorCheck, LossCheck, failures
+from aiprod_trainer.demo.evidence import LossCheck, failures
+from aiprod_trainer.demo.fidelity import (
+    ConditioningCheck,
+    LatentStatsCheck,
+    PromptCheck,
+    UpsamplerCheck,
+    tally,
+)
 from aiprod_trainer.demo.settings import DemoProfile
 
 Status = Literal["ran", "reused"]
@@ -50,7 +59,12 @@ class DemoReport:
     paths: dict[str, str]
     stages: list[StageRecord] = field(default_factory=list)
     loss: LossCheck | None = None
-    colors: list[ColorCheck] = field(default_factory=list)
+    latent_stats: LatentStatsCheck | None = None
+    conditioning: ConditioningCheck | None = None
+    upsampler: UpsamplerCheck | None = None
+    two_stage: PromptCheck | None = None
+    prompts: list[PromptCheck] = field(default_factory=list)
+    unseen: list[PromptCheck] = field(default_factory=list)
     videos: list[str] = field(default_factory=list)
     contact_sheet: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -63,7 +77,28 @@ class DemoReport:
     @property
     def failures(self) -> list[str]:
         """The failed evidence checks, one line each."""
-        return failures(self.loss, self.colors)
+        lines = failures(self.loss, [check.color for check in self.prompts])
+        if self.latent_stats is not None and not self.latent_stats.passed:
+            lines.append(
+                f"the normalised training latents are off by up to {self.latent_stats.mean_error:.3f} "
+                f"in mean and {self.latent_stats.std_error:.3f} in std, more than "
+                f"{self.latent_stats.tolerance}"
+            )
+        if self.conditioning is not None:
+            lines += self.conditioning.failures
+        if self.upsampler is not None and not self.upsampler.passed:
+            lines.append(
+                f"the trained upsampler's decoded PSNR is {self.upsampler.gain:+.2f} dB against "
+                f"nearest-neighbour upsampling; {self.upsampler.required_gain:+.1f} dB required"
+            )
+        passes = sum(check.passed for check in self.prompts)
+        required = self.profile.required_prompt_passes
+        if self.prompts and passes < required and self.profile.enforce_prompt_checks:
+            lines.append(
+                f"{passes} of {len(self.prompts)} prompts pass the colour, motion and shape "
+                f"checks; {required} required"
+            )
+        return lines
 
     @property
     def passed(self) -> bool:
@@ -92,7 +127,20 @@ class DemoReport:
             "evidence": {
                 "enforced": self.enforced,
                 "loss": self.loss.to_json() if self.loss else None,
-                "colors": [check.to_json() for check in self.colors],
+                "latent_stats": self.latent_stats.to_json() if self.latent_stats else None,
+                "conditioning": self.conditioning.to_json() if self.conditioning else None,
+                "upsampler": self.upsampler.to_json() if self.upsampler else None,
+                "two_stage": self.two_stage.to_json() if self.two_stage else None,
+                "prompts": [check.to_json() for check in self.prompts],
+                "prompt_passes": {
+                    **tally(self.prompts),
+                    "required": self.profile.required_prompt_passes,
+                    "enforced": self.profile.enforce_prompt_checks,
+                },
+                "unseen": {
+                    "passes": tally(self.unseen),
+                    "prompts": [check.to_json() for check in self.unseen],
+                },
                 "failures": self.failures,
             },
             "outputs": {
@@ -119,7 +167,28 @@ class DemoReport:
         lines += ["", "Evidence that the model learned:"]
         if self.loss is not None:
             lines.append(f"  {self.loss.describe()}")
-        lines += [f"  {check.describe()}" for check in self.colors]
+        if self.latent_stats is not None:
+            lines.append(f"  {self.latent_stats.describe()}")
+        if self.conditioning is not None:
+            lines.append(f"  {self.conditioning.describe()}")
+        if self.upsampler is not None:
+            lines.append(f"  {self.upsampler.describe()}")
+        lines += [f"  {check.describe()}" for check in self.prompts]
+        if self.prompts:
+            passes = sum(check.passed for check in self.prompts)
+            target = f"{self.profile.required_prompt_passes} of {len(self.prompts)}"
+            enforced = "required" if self.profile.enforce_prompt_checks else "target, not enforced"
+            lines.append(
+                f"  {passes} of {len(self.prompts)} prompts pass colours, motion and shape "
+                f"({target}: {enforced})"
+            )
+        if self.unseen:
+            counts = tally(self.unseen)
+            lines.append(
+                f"  {counts['prompts']} caption combinations no training clip has: colours "
+                f"{counts['colors']}, motion {counts['motion']}, shape {counts['shape']}, all "
+                f"three {counts['all']} (reported, not required)"
+            )
         lines += ["", "Outputs:"]
         lines += [f"  {video}" for video in self.videos]
         if self.contact_sheet:

@@ -4,9 +4,13 @@
     report = run_demo(FULL, paths, load_config())     # -> DemoReport; report.json written
 
 Stages: ``data`` (synthetic clips, train/val split), ``vae`` (train the VAE), ``latents``
-(encode the clips and captions), ``dit`` (train the transformer), ``export`` (the bundle to
-the registry's path for ``aiprod-tiny``), ``evaluate`` (held-out loss, untrained against
-trained), ``generate`` (the prompts as mp4 files, colour checks, contact sheet).
+(encode the clips and captions, at full and at half size), ``dit`` (train the transformer),
+``upsampler`` (train the x2 latent upsampler on the pairs; its decoded PSNR against
+nearest-neighbour upsampling), ``export`` (the bundle to the registry's path for
+``aiprod-tiny``), ``evaluate`` (held-out loss, untrained against
+trained; the normalised latents' statistics), ``condition`` (image-to-video on held-out
+clips against text-only generation), ``generate`` (the prompts and the caption combinations
+no training clip has as mp4 files; colour, motion and shape checks; contact sheet).
 
 Reuse: data, latents and finished training runs in the work folder are kept, so a second
 run only evaluates and generates; ``retrain=True`` empties the work folder first. A
@@ -33,9 +37,17 @@ from aiprod_core.models import get_preset
 from aiprod_core.threads import ThreadPolicy, ThreadRequest
 from aiprod_pipelines.pipelines import load_model
 from aiprod_trainer.demo import stages
-from aiprod_trainer.demo.evidence import color_check, loss_check
+from aiprod_trainer.demo.evidence import loss_check
+from aiprod_trainer.demo.fidelity import prompt_check
 from aiprod_trainer.demo.report import DemoReport, StageRecord
-from aiprod_trainer.demo.settings import PRESET, REGISTRY_NAME, DemoProfile, dit_config, vae_config
+from aiprod_trainer.demo.settings import (
+    PRESET,
+    REGISTRY_NAME,
+    DemoProfile,
+    dit_config,
+    upsampler_config,
+    vae_config,
+)
 from aiprod_trainer.demo.stages import DemoError
 from aiprod_trainer.synthetic_dataset import TRAIN_NAME, VAL_NAME
 from aiprod_trainer.trainer import FINAL_MODEL, FitResult
@@ -45,10 +57,15 @@ TITLES = {
     "data": "Synthetic data: coloured shapes moving over a background, with captions",
     "vae": "VAE training (tiny preset): clips -> latents -> clips",
     "latents": "Latents: encoding clips with the trained VAE, captions with the text encoder",
-    "dit": "Transformer training: flow matching on the latents, prompts dropped at random",
+    "dit": "Transformer training: flow matching on the latents, prompts dropped at random, "
+    "first and last frames kept clean at random",
+    "upsampler": "Upsampler training: x2 latent upsampling on half- and full-size latent pairs",
     "export": f"Export: the trained model to the registry's {REGISTRY_NAME} path",
-    "evaluate": "Evaluation: held-out loss of the untrained and the trained transformer",
-    "generate": "Generation: the prompts as videos, checked against their colours",
+    "evaluate": "Evaluation: held-out loss of the untrained and the trained transformer, "
+    "statistics of the normalised latents",
+    "condition": "Image to video: held-out clips generated from their first frame and without it",
+    "generate": "Generation: the prompts and unseen caption combinations as videos, checked "
+    "for colours, motion and shape",
 }
 
 
@@ -81,8 +98,16 @@ class DemoPaths:
     def dit_run(self) -> Path:
         return self.work / "dit"
 
-    def cache(self, split: str) -> Path:
-        return self.work / "latents" / split
+    @property
+    def upsampler_run(self) -> Path:
+        return self.work / "upsampler"
+
+    def cache(self, split: str, downscale: int = 1) -> Path:
+        return self.work / "latents" / (split if downscale == 1 else f"{split}-1-{downscale}")
+
+    def pair(self, split: str) -> tuple[Path, Path]:
+        """The full- and half-size caches of ``split`` (the upsampler's training pairs)."""
+        return self.cache(split), self.cache(split, downscale=2)
 
     def manifest(self, split: str) -> Path:
         return self.dataset / {"train": TRAIN_NAME, "val": VAL_NAME}[split]
@@ -186,6 +211,7 @@ def run_demo(
 
     with thread_policy.applied():
         vae_model, dit_model = paths.vae_run / FINAL_MODEL, paths.dit_run / FINAL_MODEL
+        upsampler_model = paths.upsampler_run / FINAL_MODEL
         with stage("data") as record:
             if paths.manifest("train").is_file() and paths.manifest("val").is_file():
                 record.status = "reused"
@@ -207,17 +233,28 @@ def run_demo(
 
         with stage("latents") as record:
             splits = ("train", "val")
-            if all(stages.cache_is_complete(paths.cache(s), paths.manifest(s)) for s in splits):
+            caches = [(split, scale) for split in splits for scale in (1, 2)]
+            if all(
+                stages.cache_is_complete(paths.cache(split, scale), paths.manifest(split))
+                for split, scale in caches
+            ):
                 record.status = "reused"
             else:
                 encoder = stages.load_bundle(vae_model)
                 record.details = {
-                    f"{split}_encoded": stages.encode_latents(
-                        paths.manifest(split), paths.cache(split), encoder, vae_model, desc=split
+                    f"{split}_encoded" if scale == 1 else f"{split}_half_encoded": (
+                        stages.encode_latents(
+                            paths.manifest(split),
+                            paths.cache(split, scale),
+                            encoder,
+                            vae_model,
+                            desc=split if scale == 1 else f"{split} (half size)",
+                            downscale=scale,
+                        )
                     )
-                    for split in splits
+                    for split, scale in caches
                 }
-            console.note(f"caches: {paths.cache('train')}, {paths.cache('val')}")
+            console.note(f"caches: {paths.work / 'latents'} (train, val; full and half size)")
 
         with stage("dit") as record:
             if dit_model.is_file():
@@ -227,33 +264,71 @@ def run_demo(
                 record.details = _fit_details(stages.train(dit, threads))
             console.note(f"model: {dit_model}")
 
-        with stage("export") as record:
-            record.details = {"path": str(paths.model)}
-            if stages.same_weights(dit_model, paths.model):
+        with stage("upsampler") as record:
+            if upsampler_model.is_file():
                 record.status = "reused"
             else:
-                record.details["sha256"] = stages.export_model(dit_model, paths.model)
+                config_ = upsampler_config(
+                    profile, paths.upsampler_run, dit_model, paths.pair("train"), paths.pair("val")
+                )
+                record.details = _fit_details(stages.train(config_, threads))
+            report.upsampler = stages.upsampler_evidence(
+                stages.load_bundle(upsampler_model),
+                *paths.pair("val"),
+                paths.manifest("val"),
+                profile.min_upsampler_gain_db,
+            )
+            record.details["evidence"] = report.upsampler.to_json()
+            console.note(report.upsampler.describe())
+
+        with stage("export") as record:
+            record.details = {"path": str(paths.model)}
+            if stages.same_weights(upsampler_model, paths.model):
+                record.status = "reused"
+            else:
+                record.details["sha256"] = stages.export_model(upsampler_model, paths.model)
             console.note(f"{REGISTRY_NAME}: {paths.model}")
 
         with stage("evaluate") as record:
             model = load_model(REGISTRY_NAME, config=config, device="cpu").model
             untrained = stages.flow_loss(stages.load_bundle(vae_model), paths.cache("val"))
             report.loss = loss_check(untrained, stages.flow_loss(model, paths.cache("val")))
-            record.details = report.loss.to_json()
+            report.latent_stats = stages.training_latent_stats(
+                paths.cache("train"), profile.latent_stats_tolerance
+            )
+            record.details = {
+                **report.loss.to_json(),
+                "latent_stats": report.latent_stats.to_json(),
+            }
             console.note(report.loss.describe())
+            console.note(report.latent_stats.describe())
+
+        with stage("condition") as record:
+            report.conditioning = stages.conditioning_evidence(
+                model, profile, paths.manifest("val")
+            )
+            record.details = {"clips": len(report.conditioning.clips)}
+            console.note(report.conditioning.describe())
 
         with stage("generate") as record:
             paths.output.mkdir(parents=True, exist_ok=True)
             clips = stages.generate(model, profile, paths.output, thread_policy)
-            for clip in clips:
-                check = color_check(
-                    clip.frames, clip.prompt, check_shape=profile.require_shape_color
-                )
-                report.colors.append(check)
+            report.prompts = stages.check_prompts(clips, profile)
+            for check in report.prompts:
                 console.note(check.describe())
-            report.videos = [str(clip.path) for clip in clips]
+            unseen_folder = paths.output / "unseen"
+            unseen_folder.mkdir(exist_ok=True)
+            unseen = stages.generate(
+                model, profile, unseen_folder, thread_policy, stages.held_out_captions(profile)
+            )
+            report.unseen = stages.check_prompts(unseen, profile)
+            two_stage = stages.generate_two_stage(model, profile, paths.output)
+            report.two_stage = prompt_check(two_stage.frames, two_stage.prompt)
+            console.note(f"two-stage: {report.two_stage.describe()}")
+            report.videos = [str(clip.path) for clip in clips] + [str(two_stage.path)]
             sheet = stages.write_sheet(paths.output / "contact_sheet.png", clips)
             report.contact_sheet = str(sheet)
+            record.details = {"prompts": len(clips), "unseen": len(unseen)}
 
     report.total_seconds = time.perf_counter() - started
     report.write(paths.output / "report.json")

@@ -27,15 +27,37 @@ from aiprod_core.errors import AiprodError
 from aiprod_core.models import AiprodModel, ModelConfig
 from aiprod_core.text import ByteTokenizer
 from aiprod_core.threads import ThreadPolicy, ThreadRequest
-from aiprod_pipelines.pipelines import TextToVideoPipeline
+from aiprod_core.upsampler import nearest_upsample
+from aiprod_core.vae import VideoGeometry
+from aiprod_pipelines.pipelines import (
+    GenerationRequest,
+    ImageToVideoPipeline,
+    TextToVideoPipeline,
+    TwoStagePipeline,
+)
+from aiprod_pipelines.pipelines.stages import decode_latents, video_to_uint8
 from aiprod_pipelines.video_io import write_video
 from aiprod_trainer.clip_dataset import load_clip
 from aiprod_trainer.config import TrainConfig
 from aiprod_trainer.contact_sheet import write_contact_sheet
+from aiprod_trainer.demo.fidelity import (
+    ConditioningCheck,
+    LatentStatsCheck,
+    PromptCheck,
+    UpsamplerCheck,
+    conditioned_clip,
+    conditioning_check,
+    latent_stats_check,
+    prompt_check,
+    psnr,
+    upsampler_check,
+)
 from aiprod_trainer.demo.settings import DemoProfile
 from aiprod_trainer.latent_cache import CacheMeta, LatentCache, LatentCacheWriter, LatentDataset
+from aiprod_trainer.latent_pairs import downscaled_meta, downscaled_record, paired_dataset
 from aiprod_trainer.loops import FlowMatchingObjective
 from aiprod_trainer.manifest import load_manifest
+from aiprod_trainer.synthetic import SyntheticSpace, held_out_combinations
 from aiprod_trainer.synthetic_dataset import (
     SyntheticDataset,
     SyntheticSettings,
@@ -54,8 +76,16 @@ class DemoError(AiprodError):
     """The demo cannot go on; the message says why and what to do."""
 
 
+def held_out_captions(profile: DemoProfile) -> tuple[str, ...]:
+    """The caption combinations no training clip has (never one of the demo's prompts)."""
+    parts = held_out_combinations(profile.held_out, seed=profile.seed, exclude=profile.prompts)
+    return tuple(part.caption for part in parts)
+
+
 def make_dataset(folder: Path, profile: DemoProfile) -> SyntheticDataset:
-    """Write the synthetic clips and their train/val manifests into ``folder``."""
+    """Write the synthetic clips and their train/val manifests into ``folder``; the
+    :func:`held_out_captions` are left out of both."""
+    held = held_out_combinations(profile.held_out, seed=profile.seed, exclude=profile.prompts)
     settings = SyntheticSettings(
         count=profile.clips,
         width=profile.width,
@@ -64,6 +94,7 @@ def make_dataset(folder: Path, profile: DemoProfile) -> SyntheticDataset:
         fps=float(profile.fps),
         seed=profile.seed,
         val_fraction=profile.val_fraction,
+        space=SyntheticSpace(held_out=held),
     )
     return write_synthetic_dataset(
         folder, settings, progress=lambda items: tqdm(items, desc="clips", unit="clip")
@@ -108,9 +139,18 @@ def prompt_truncations(model_config: ModelConfig, prompts: Sequence[str]) -> lis
 
 
 def encode_latents(
-    manifest_path: Path, cache: Path, model: AiprodModel, weights: Path, *, desc: str
+    manifest_path: Path,
+    cache: Path,
+    model: AiprodModel,
+    weights: Path,
+    *,
+    desc: str,
+    downscale: int = 1,
 ) -> int:
     """Add the clips of ``manifest_path`` missing from ``cache``; returns how many were added.
+
+    ``downscale`` 2 encodes each clip at half its width and height (the low-resolution
+    side of the upsampler's training pairs; the items keep the clips' ids).
 
     Latents are the VAE posterior means, normalised with the VAE's latent statistics;
     captions go through the model's text encoder. The cache records the weights' digest, so
@@ -130,9 +170,16 @@ def encode_latents(
             "text_encoder": config.text_encoder.model_dump(mode="json"),
         },
     )
+    if downscale > 1:
+        meta = downscaled_meta(meta, downscale)
+    geometry = VideoGeometry(config.vae.spatial_compression, config.vae.temporal_compression)
     with LatentCacheWriter(cache, meta) as writer:
         done = writer.done_ids()
-        todo = [record for record in manifest.records if record.media not in done]
+        todo = [
+            downscaled_record(record, downscale, geometry) if downscale > 1 else record
+            for record in manifest.records
+            if record.media not in done
+        ]
         with tqdm(total=len(todo), desc=desc, unit="clip") as progress:
             for start in range(0, len(todo), ENCODE_BATCH):
                 batch = todo[start : start + ENCODE_BATCH]
@@ -222,14 +269,119 @@ def clip_name(index: int, prompt: str) -> str:
 _FILLER = {"a", "an", "the", "on", "moving", "background"}
 
 
+def training_latent_stats(cache: Path, tolerance: float) -> LatentStatsCheck:
+    """Per-channel statistics of every (normalised) latent in the training ``cache``."""
+    latent_cache = LatentCache(cache)
+    try:
+        items = [latent_cache[index].latents for index in range(len(latent_cache))]
+        return latent_stats_check(items, tolerance)
+    finally:
+        latent_cache.close()
+
+
+def conditioning_evidence(
+    model: AiprodModel, profile: DemoProfile, manifest_path: Path
+) -> ConditioningCheck:
+    """Generate the first ``profile.conditioning_clips`` held-out clips from their caption
+    with and without their first frame (same seed) and compare (see demo.fidelity)."""
+    manifest = load_manifest(manifest_path)
+    records = manifest.records[: profile.conditioning_clips]
+    with_image = ImageToVideoPipeline(model, device=CPU, progress=False)
+    text_only = TextToVideoPipeline(model, device=CPU, progress=False)
+    clips = []
+    for index, record in enumerate(records):
+        pixels = load_clip(manifest.media_path(record), record)  # [3, F, H, W] in [-1, 1]
+        real = video_to_uint8(pixels[None])
+        request = GenerationRequest(
+            record.caption,
+            width=record.width,
+            height=record.height,
+            frames=record.frames,
+            steps=profile.sample_steps,
+            guidance_scale=profile.guidance_scale,
+            seed=index,
+            fps=profile.fps,
+        )
+        first = real[0].numpy()
+        conditioned = with_image(request, first).frames.numpy()
+        unconditioned = text_only(request).frames.numpy()
+        with torch.inference_mode():
+            latent = with_image.encode_image(first, record.width, record.height)
+            reconstructed = video_to_uint8(decode_latents(model.vae, latent))[0].numpy()
+        clips.append(
+            conditioned_clip(
+                record.caption, real.numpy(), reconstructed, conditioned, unconditioned
+            )
+        )
+    return conditioning_check(clips, profile.min_first_frame_psnr)
+
+
+def upsampler_evidence(
+    model: AiprodModel,
+    full_cache: Path,
+    low_res_cache: Path,
+    manifest_path: Path,
+    required_gain: float,
+) -> UpsamplerCheck:
+    """Decode each held-out clip's half-size latents upsampled by the trained upsampler and
+    by nearest-neighbour repetition; compare both with the real full-size clip (PSNR)."""
+    manifest = load_manifest(manifest_path)
+    records = {record.media: record for record in manifest.records}
+    pairs = paired_dataset(LatentCache(full_cache), LatentCache(low_res_cache), ("full", "half"))
+    trained: list[float] = []
+    nearest: list[float] = []
+    for index in range(len(pairs)):
+        item = pairs[index]
+        record = records[pairs.cache.entries[index].id]
+        real = video_to_uint8(load_clip(manifest.media_path(record), record)[None]).numpy()
+        low = item["low_res"][None]
+        with torch.inference_mode():
+            upsampled = model.upsampler(low)
+            for latents, scores in ((upsampled, trained), (nearest_upsample(low), nearest)):
+                video = video_to_uint8(decode_latents(model.vae, latents)).numpy()
+                scores.append(psnr(video, real))
+    return upsampler_check(trained, nearest, required_gain)
+
+
+def generate_two_stage(model: AiprodModel, profile: DemoProfile, output: Path) -> GeneratedClip:
+    """The first prompt made in two stages: half size, the trained x2 upsampler, a refine."""
+    prompt = profile.prompts[0]
+    request = GenerationRequest(
+        prompt,
+        width=profile.width,
+        height=profile.height,
+        frames=profile.frames,
+        steps=profile.sample_steps,
+        guidance_scale=profile.guidance_scale,
+        fps=profile.fps,
+    )
+    video = TwoStagePipeline(model, device=CPU, progress=False)(request)
+    frames = video.frames.numpy()
+    path = write_video(output / f"two-stage-{clip_name(0, prompt)}", frames, fps=video.fps)
+    return GeneratedClip(prompt, path, frames)
+
+
+def check_prompts(clips: Sequence[GeneratedClip], profile: DemoProfile) -> list[PromptCheck]:
+    """The colour, motion and shape checks of each generated clip against its prompt."""
+    return [
+        prompt_check(clip.frames, clip.prompt, check_shape_color=profile.require_shape_color)
+        for clip in clips
+    ]
+
+
 def generate(
-    model: AiprodModel, profile: DemoProfile, output: Path, threads: ThreadPolicy | None = None
+    model: AiprodModel,
+    profile: DemoProfile,
+    output: Path,
+    threads: ThreadPolicy | None = None,
+    prompts: Sequence[str] | None = None,
 ) -> list[GeneratedClip]:
-    """Generate each prompt of ``profile`` (seed = its index) as an mp4 in ``output``;
-    ``threads`` is ticked before each video, so a change in the host's load is followed."""
+    """Generate each prompt (default: the profile's; seed = its index) as an mp4 in
+    ``output``; ``threads`` is ticked before each video, so a change in the host's load is
+    followed."""
     pipeline = TextToVideoPipeline(model, device=CPU, progress=False)
     requests = sample_requests(
-        profile.prompts,
+        profile.prompts if prompts is None else prompts,
         width=profile.width,
         height=profile.height,
         frames=profile.frames,
