@@ -23,7 +23,7 @@ from aiprod_core.models import GenerationDefaults
 from aiprod_core.upsampler import LatentUpsampler
 from aiprod_core.vae import CausalVideoVAE, StatisticsAccumulator
 from aiprod_trainer.buckets import Bucket
-from aiprod_trainer.loops import collate
+from aiprod_trainer.loops import collate, dataset_buckets
 
 
 def measure_latent_statistics(
@@ -62,14 +62,10 @@ def measure_latent_statistics(
 
 
 def _same_shape_groups(dataset: Any, indices: list[int]) -> list[list[int]]:
-    """``indices`` grouped by clip shape (records' buckets when known), so batches stack."""
-    records = getattr(dataset, "records", None)
-    if records is None:
-        return [indices]
-    groups: dict[str, list[int]] = {}
-    for index in indices:
-        groups.setdefault(Bucket.of(records[index]).label, []).append(index)
-    return list(groups.values())
+    """``indices`` grouped by clip shape (the dataset's buckets), so batches stack."""
+    wanted = set(indices)
+    groups = [[i for i in bucket if i in wanted] for bucket in dataset_buckets(dataset).values()]
+    return [group for group in groups if group]
 
 
 def generation_defaults(dataset: Any, fallback: GenerationDefaults) -> GenerationDefaults:

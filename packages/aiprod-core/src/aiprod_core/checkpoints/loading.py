@@ -167,34 +167,30 @@ def load_component(
             "models, train the transformer again with aiprod-train (mode dit) on a latent "
             "cache made with the current version"
         )
+    module = COMPONENTS[kind](config, torch.device(device))
     tensors = checkpoint.tensors
     if old_format:
-        tensors = _with_identity_statistics(module_names(kind, config), tensors, checkpoint.path)
-    module = COMPONENTS[kind](config, torch.device(device))
+        tensors = _with_identity_statistics(module, tensors, checkpoint.path)
     _assign_state(module, tensors, checkpoint.path, kind)
     return module, config
 
 
-def module_names(kind: str, config: ModelConfig) -> list[str]:
-    """The state-dict names of the ``kind`` module of ``config`` (built on the meta device)."""
-    return list(COMPONENTS[kind](config, torch.device("meta")).state_dict().keys())
-
-
 def _with_identity_statistics(
-    names: list[str], tensors: Mapping[str, torch.Tensor], path: Path
+    module: nn.Module, tensors: Mapping[str, torch.Tensor], path: Path
 ) -> dict[str, torch.Tensor]:
-    """``tensors`` plus what a format 1 file lacks: identity latent statistics (noted once)
-    and an upsampler step count of 0."""
+    """``tensors`` plus what a format 1 file lacks for ``module`` (built on the meta device):
+    identity latent statistics (noted once) and an upsampler step count of 0."""
     filled = dict(tensors)
-    for name in names:
+    wanted = module.state_dict(keep_vars=True)
+    for name in wanted:
         if name.endswith(TRAINED_STEPS) and name not in tensors:
             filled[name] = torch.zeros((), dtype=torch.int64)  # never trained before format 2
-    missing = [name for name in names if name.endswith(STATISTICS) and name not in tensors]
+    missing = [name for name in wanted if name.endswith(STATISTICS) and name not in tensors]
     if not missing:
         return filled
     for name in missing:
-        channels = _channels_of(name, tensors)
-        filled[name] = torch.zeros(channels) if name.endswith("mean") else torch.ones(channels)
+        shape = wanted[name].shape
+        filled[name] = torch.zeros(shape) if name.endswith("mean") else torch.ones(shape)
     warn_once(
         path,
         "%s: has no latent statistics (written before the VAE stored them), so its latents "
@@ -202,16 +198,6 @@ def _with_identity_statistics(
         "(mode vae) measures and stores them",
     )
     return filled
-
-
-def _channels_of(name: str, tensors: Mapping[str, torch.Tensor]) -> int:
-    """The latent channels of the VAE that owns statistics tensor ``name``."""
-    prefix = name[: -len(STATISTICS[0])] if name.endswith(STATISTICS[0]) else name
-    prefix = prefix.rsplit("latent_stats.", 1)[0]
-    conv = tensors.get(f"{prefix}decoder.conv_in.conv.weight")
-    if conv is None:
-        raise CheckpointError(f"cannot find the latent channels of {prefix or 'the'} VAE")
-    return int(conv.shape[1])
 
 
 def load_model(

@@ -57,7 +57,7 @@ from aiprod_trainer.latent_cache import CacheMeta, LatentCache, LatentCacheWrite
 from aiprod_trainer.latent_pairs import downscaled_meta, downscaled_record, paired_dataset
 from aiprod_trainer.loops import FlowMatchingObjective
 from aiprod_trainer.manifest import load_manifest
-from aiprod_trainer.synthetic import SyntheticSpace, held_out_combinations
+from aiprod_trainer.synthetic import CaptionParts, SyntheticSpace, held_out_combinations
 from aiprod_trainer.synthetic_dataset import (
     SyntheticDataset,
     SyntheticSettings,
@@ -76,16 +76,19 @@ class DemoError(AiprodError):
     """The demo cannot go on; the message says why and what to do."""
 
 
-def held_out_captions(profile: DemoProfile) -> tuple[str, ...]:
+def held_out_parts(profile: DemoProfile) -> tuple[CaptionParts, ...]:
     """The caption combinations no training clip has (never one of the demo's prompts)."""
-    parts = held_out_combinations(profile.held_out, seed=profile.seed, exclude=profile.prompts)
-    return tuple(part.caption for part in parts)
+    return held_out_combinations(profile.held_out, seed=profile.seed, exclude=profile.prompts)
+
+
+def held_out_captions(profile: DemoProfile) -> tuple[str, ...]:
+    """:func:`held_out_parts` as captions."""
+    return tuple(part.caption for part in held_out_parts(profile))
 
 
 def make_dataset(folder: Path, profile: DemoProfile) -> SyntheticDataset:
     """Write the synthetic clips and their train/val manifests into ``folder``; the
     :func:`held_out_captions` are left out of both."""
-    held = held_out_combinations(profile.held_out, seed=profile.seed, exclude=profile.prompts)
     settings = SyntheticSettings(
         count=profile.clips,
         width=profile.width,
@@ -94,7 +97,7 @@ def make_dataset(folder: Path, profile: DemoProfile) -> SyntheticDataset:
         fps=float(profile.fps),
         seed=profile.seed,
         val_fraction=profile.val_fraction,
-        space=SyntheticSpace(held_out=held),
+        space=SyntheticSpace(held_out=held_out_parts(profile)),
     )
     return write_synthetic_dataset(
         folder, settings, progress=lambda items: tqdm(items, desc="clips", unit="clip")
@@ -279,6 +282,20 @@ def training_latent_stats(cache: Path, tolerance: float) -> LatentStatsCheck:
         latent_cache.close()
 
 
+def profile_requests(profile: DemoProfile, prompts: Sequence[str]) -> list[GenerationRequest]:
+    """Text-to-video requests for ``prompts`` at the profile's size and sampling settings;
+    each prompt's seed is its index."""
+    return sample_requests(
+        prompts,
+        width=profile.width,
+        height=profile.height,
+        frames=profile.frames,
+        steps=profile.sample_steps,
+        guidance_scale=profile.guidance_scale,
+        fps=profile.fps,
+    )
+
+
 def conditioning_evidence(
     model: AiprodModel, profile: DemoProfile, manifest_path: Path
 ) -> ConditioningCheck:
@@ -288,20 +305,11 @@ def conditioning_evidence(
     records = manifest.records[: profile.conditioning_clips]
     with_image = ImageToVideoPipeline(model, device=CPU, progress=False)
     text_only = TextToVideoPipeline(model, device=CPU, progress=False)
+    requests = profile_requests(profile, [record.caption for record in records])
     clips = []
-    for index, record in enumerate(records):
+    for record, request in zip(records, requests, strict=True):
         pixels = load_clip(manifest.media_path(record), record)  # [3, F, H, W] in [-1, 1]
         real = video_to_uint8(pixels[None])
-        request = GenerationRequest(
-            record.caption,
-            width=record.width,
-            height=record.height,
-            frames=record.frames,
-            steps=profile.sample_steps,
-            guidance_scale=profile.guidance_scale,
-            seed=index,
-            fps=profile.fps,
-        )
         first = real[0].numpy()
         conditioned = with_image(request, first).frames.numpy()
         unconditioned = text_only(request).frames.numpy()
@@ -346,15 +354,7 @@ def upsampler_evidence(
 def generate_two_stage(model: AiprodModel, profile: DemoProfile, output: Path) -> GeneratedClip:
     """The first prompt made in two stages: half size, the trained x2 upsampler, a refine."""
     prompt = profile.prompts[0]
-    request = GenerationRequest(
-        prompt,
-        width=profile.width,
-        height=profile.height,
-        frames=profile.frames,
-        steps=profile.sample_steps,
-        guidance_scale=profile.guidance_scale,
-        fps=profile.fps,
-    )
+    (request,) = profile_requests(profile, [prompt])
     video = TwoStagePipeline(model, device=CPU, progress=False)(request)
     frames = video.frames.numpy()
     path = write_video(output / f"two-stage-{clip_name(0, prompt)}", frames, fps=video.fps)
@@ -380,15 +380,7 @@ def generate(
     ``output``; ``threads`` is ticked before each video, so a change in the host's load is
     followed."""
     pipeline = TextToVideoPipeline(model, device=CPU, progress=False)
-    requests = sample_requests(
-        profile.prompts if prompts is None else prompts,
-        width=profile.width,
-        height=profile.height,
-        frames=profile.frames,
-        steps=profile.sample_steps,
-        guidance_scale=profile.guidance_scale,
-        fps=profile.fps,
-    )
+    requests = profile_requests(profile, profile.prompts if prompts is None else prompts)
     clips = []
     for index, request in enumerate(tqdm(requests, desc="videos", unit="video")):
         if threads is not None:
