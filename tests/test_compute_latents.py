@@ -17,9 +17,9 @@ from aiprod_core.models import build_model, get_preset
 from aiprod_core.vae import CausalVideoVAE, DiagonalGaussian
 from aiprod_pipelines.video_io import write_video
 from aiprod_trainer import ManifestRecord, load_manifest, write_manifest
-from aiprod_trainer.clip_dataset import load_clip
-from aiprod_trainer.latent_cache import META_FILE, LatentCache
-from aiprod_trainer.latent_pairs import paired_dataset
+from aiprod_trainer.data.clip_dataset import load_clip
+from aiprod_trainer.data.latent_cache import META_FILE, LatentCache
+from aiprod_trainer.data.latent_pairs import paired_dataset
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 210), "white": (240,) * 3}
 

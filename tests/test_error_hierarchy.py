@@ -51,7 +51,7 @@ def exception_classes() -> dict[str, type[BaseException]]:
 def test_every_user_error_derives_from_aiprod_error() -> None:
     classes = exception_classes()
     assert "aiprod_pipelines.video_io.errors.VideoIOError" in classes
-    assert "aiprod_trainer.manifest_errors.ManifestError" in classes
+    assert "aiprod_trainer.data.manifest_errors.ManifestError" in classes
     outside = sorted(
         name
         for name, cls in classes.items()

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from aiprod_trainer import ManifestRecord, load_manifest, write_manifest
-from aiprod_trainer.synthetic import PALETTE, SyntheticSpace, sample_clip
-from aiprod_trainer.synthetic_dataset import SyntheticSettings, write_synthetic_dataset
+from aiprod_trainer.data.synthetic import PALETTE, SyntheticSpace, sample_clip
+from aiprod_trainer.data.synthetic_dataset import SyntheticSettings, write_synthetic_dataset
 
 
 @pytest.fixture

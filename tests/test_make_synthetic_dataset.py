@@ -13,7 +13,7 @@ import pytest
 
 from aiprod_pipelines.video_io import read_video
 from aiprod_trainer import load_manifest
-from aiprod_trainer.synthetic import PALETTE
+from aiprod_trainer.data.synthetic import PALETTE
 
 CAPTION = re.compile(
     r"a (\w+) (circle|square|triangle) moving (left|right|up|down) on a (\w+) background"

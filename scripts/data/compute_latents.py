@@ -8,7 +8,7 @@ Each manifest record becomes one cache item (its id is the record's ``media`` st
 the clip is read, resized and center-cropped to the record's shape, encoded by the VAE,
 and its caption by the text encoder; latents are normalised with the VAE's per-channel
 statistics (``vae.normalize``, what the transformer trains on); items are written in
-safetensors shards (see ``aiprod_trainer.latent_cache``). The VAE posterior's mean is
+safetensors shards (see ``aiprod_trainer.data.latent_cache``). The VAE posterior's mean is
 stored by default: it is
 deterministic, and training can add its own noise. ``--sample`` stores one posterior
 sample per item instead, drawn from a generator seeded by ``--seed`` and the item's id, so
@@ -59,13 +59,13 @@ from aiprod_core.models import ModelConfig, get_preset
 from aiprod_core.text import TextEncoder, build_text_encoder
 from aiprod_core.vae import CausalVideoVAE, VideoGeometry, VideoShapeError
 from aiprod_trainer import Manifest, ManifestRecord, load_manifest
-from aiprod_trainer.clip_dataset import ClipError, load_clip
-from aiprod_trainer.latent_cache import (
+from aiprod_trainer.data.clip_dataset import ClipError, load_clip
+from aiprod_trainer.data.latent_cache import (
     DEFAULT_SHARD_SIZE,
     CacheMeta,
     LatentCacheWriter,
 )
-from aiprod_trainer.latent_pairs import LatentPairError, downscaled_meta, downscaled_record
+from aiprod_trainer.data.latent_pairs import LatentPairError, downscaled_meta, downscaled_record
 
 EXIT_OK = 0
 EXIT_FAILED_ITEMS = 1

@@ -27,10 +27,15 @@ from typing import Any
 
 from tqdm import tqdm
 
-from aiprod_trainer.contact_sheet import write_contact_sheet
-from aiprod_trainer.dataset_stats import MiddleFrame, color_stats, manifest_stats, middle_frames
-from aiprod_trainer.manifest import ManifestRecord, load_manifest
-from aiprod_trainer.manifest_errors import ManifestError, ManifestFileError
+from aiprod_trainer.data.contact_sheet import write_contact_sheet
+from aiprod_trainer.data.dataset_stats import (
+    MiddleFrame,
+    color_stats,
+    manifest_stats,
+    middle_frames,
+)
+from aiprod_trainer.data.manifest import ManifestRecord, load_manifest
+from aiprod_trainer.data.manifest_errors import ManifestError, ManifestFileError
 
 EXIT_OK = 0
 EXIT_UNREADABLE = 1

@@ -30,8 +30,8 @@ from typing import cast
 from tqdm import tqdm
 
 from aiprod_pipelines.video_io import VideoIOError
-from aiprod_trainer.synthetic import MOTIONS, PALETTE, SHAPES, Motion, Shape, SyntheticSpace
-from aiprod_trainer.synthetic_dataset import (
+from aiprod_trainer.data.synthetic import MOTIONS, PALETTE, SHAPES, Motion, Shape, SyntheticSpace
+from aiprod_trainer.data.synthetic_dataset import (
     DEFAULT_CRF,
     SyntheticDataset,
     SyntheticSettings,

@@ -37,11 +37,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from aiprod_pipelines.video_io import VideoIOError
-from aiprod_trainer.buckets import Bucket
-from aiprod_trainer.ingest import VIDEO_SUFFIXES, ClipFilter
-from aiprod_trainer.manifest import load_manifest
-from aiprod_trainer.manifest_errors import ManifestError, ManifestFileError
-from aiprod_trainer.preparation import (
+from aiprod_trainer.data.buckets import Bucket
+from aiprod_trainer.data.ingest import VIDEO_SUFFIXES, ClipFilter
+from aiprod_trainer.data.manifest import load_manifest
+from aiprod_trainer.data.manifest_errors import ManifestError, ManifestFileError
+from aiprod_trainer.data.preparation import (
     CLIPS_DIR,
     PreparationReport,
     Source,

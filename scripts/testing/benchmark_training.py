@@ -194,7 +194,7 @@ class StepClock:
 
 def timed_trainer(config: Any, clock: StepClock) -> Any:
     """The trainer of ``config``, its every optimizer step read by ``clock``."""
-    from aiprod_trainer.trainer import Trainer
+    from aiprod_trainer.training.trainer import Trainer
 
     class TimedTrainer(Trainer):
         def _step(self, step: int, batches: Any) -> tuple[float, float, float | None]:
@@ -218,7 +218,7 @@ def latent_shape(preset: str, video: tuple[int, int, int]) -> tuple[int, int, in
 
 def write_clips(folder: Path, video: tuple[int, int, int], count: int) -> Path:
     """``count`` synthetic MP4 clips of ``video`` and their manifest; returns the manifest."""
-    from aiprod_trainer.synthetic_dataset import SyntheticSettings, write_synthetic_dataset
+    from aiprod_trainer.data.synthetic_dataset import SyntheticSettings, write_synthetic_dataset
 
     frames, height, width = video
     settings = SyntheticSettings(count=count, width=width, height=height, frames=frames)
@@ -230,8 +230,8 @@ def write_latents(folder: Path, preset: str, video: tuple[int, int, int], count:
     import torch
 
     from aiprod_core.models import get_preset
-    from aiprod_trainer.latent_cache import CacheMeta, LatentCacheWriter
-    from aiprod_trainer.manifest import ManifestRecord
+    from aiprod_trainer.data.latent_cache import CacheMeta, LatentCacheWriter
+    from aiprod_trainer.data.manifest import ManifestRecord
 
     config = get_preset(preset)
     frames, height, width = video

@@ -22,8 +22,8 @@ from pathlib import Path
 from aiprod_core.errors import AiprodError, ConfigError
 from aiprod_core.threads import add_threads_argument
 from aiprod_trainer.config import TrainConfig, load_train_config
-from aiprod_trainer.distributed import init_distributed, shutdown_distributed
-from aiprod_trainer.trainer import FitResult, Trainer
+from aiprod_trainer.training.distributed import init_distributed, shutdown_distributed
+from aiprod_trainer.training.trainer import FitResult, Trainer
 
 PROG = "aiprod-train"
 #: The distribution that installs the ``aiprod-train`` command (``--version``).

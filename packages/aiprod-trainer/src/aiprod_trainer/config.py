@@ -134,6 +134,38 @@ class TrainingSection(_Section):
     progress: Switch = True
 
 
+class DistributedSection(_Section):
+    """How the processes of a torchrun launch share the model (a single process without
+    torchrun is a world of one)."""
+
+    strategy: Literal["ddp", "fsdp"] = Field(
+        default="ddp",
+        description="ddp: every process holds the whole model; fsdp: FSDP2 shards each "
+        "transformer block's parameters, gradients and optimizer state over the processes",
+    )
+    param_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="fsdp: the dtype parameters are gathered in and computed with (gradients "
+        "are reduced and the optimizer steps in float32); auto: bfloat16 on CUDA, float32 on CPU",
+    )
+    cpu_offload: Switch = Field(
+        default=False,
+        description="fsdp: keep the sharded parameters, gradients and optimizer state in host "
+        "memory and move each block to the device only while it runs",
+    )
+
+    @model_validator(mode="after")
+    def _fsdp_only(self) -> DistributedSection:
+        if self.strategy != "fsdp":
+            for key, default in (("param_dtype", "auto"), ("cpu_offload", False)):
+                if getattr(self, key) != default:
+                    raise ValueError(
+                        f"distributed.{key}: only used with strategy 'fsdp', not "
+                        f"{self.strategy!r}; set distributed.strategy: fsdp or remove it"
+                    )
+        return self
+
+
 class EmaSection(_Section):
     """Exponential moving average of the trained weights (exported when enabled)."""
 
@@ -204,6 +236,7 @@ class TrainConfig(_Section):
     validation: ValidationSection = ValidationSection()
     vae: VaeSection = VaeSection()
     lora: LoraSection = LoraSection()
+    distributed: DistributedSection = DistributedSection()
 
     @model_validator(mode="after")
     def _data_for_mode(self) -> TrainConfig:
@@ -213,12 +246,27 @@ class TrainConfig(_Section):
         if getattr(self.data, other) is not None:
             raise ValueError(f"data.{other}: not used in mode {self.mode!r}; use data.{wanted}")
         self._low_res_data_for_mode()
+        self._distributed_for_mode()
         if self.data.keep_in_memory and self.mode != "vae":
             raise ValueError(
                 f"data.keep_in_memory: only for decoded video clips (mode 'vae'), not mode "
                 f"{self.mode!r}, whose latent cache is read from safetensors shards"
             )
         return self
+
+    def _distributed_for_mode(self) -> None:
+        if self.distributed.strategy != "fsdp":
+            return
+        if self.mode not in ("dit", "lora"):
+            raise ValueError(
+                f"distributed.strategy: fsdp shards the transformer (modes 'dit' and 'lora'); "
+                f"mode {self.mode!r} trains a component small enough for ddp, so use ddp"
+            )
+        if self.training.precision == "bf16":
+            raise ValueError(
+                "training.precision: bf16 autocast is not used with distributed.strategy "
+                "fsdp; set distributed.param_dtype: bfloat16 instead (and precision: auto)"
+            )
 
     def _low_res_data_for_mode(self) -> None:
         data = self.data

@@ -13,9 +13,9 @@ import yaml
 
 from aiprod_core.models import get_preset
 from aiprod_pipelines.video_io import write_video
-from aiprod_trainer.latent_cache import CacheMeta, LatentCacheWriter
-from aiprod_trainer.manifest import ManifestRecord, write_manifest
-from aiprod_trainer.synthetic import render_clip, sample_clip
+from aiprod_trainer.data.latent_cache import CacheMeta, LatentCacheWriter
+from aiprod_trainer.data.manifest import ManifestRecord, write_manifest
+from aiprod_trainer.data.synthetic import render_clip, sample_clip
 
 TINY = get_preset("tiny")
 TEXT_LENGTH = TINY.text_encoder.max_length

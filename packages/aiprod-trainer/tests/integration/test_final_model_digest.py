@@ -11,8 +11,8 @@ import torch
 from aiprod_core.checkpoints import file_sha256, read_sidecar, save_checkpoint
 from aiprod_core.models import build_model, get_preset
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.lora import ADAPTER_WEIGHTS
-from aiprod_trainer.trainer import ADAPTER_DIR, FINAL_MODEL, Trainer
+from aiprod_trainer.training.lora import ADAPTER_WEIGHTS
+from aiprod_trainer.training.trainer import ADAPTER_DIR, FINAL_MODEL, Trainer
 
 pytestmark = pytest.mark.integration
 

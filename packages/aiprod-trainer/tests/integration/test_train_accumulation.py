@@ -11,7 +11,7 @@ import torch
 
 from aiprod_core.checkpoints import read_checkpoint
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.training.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 

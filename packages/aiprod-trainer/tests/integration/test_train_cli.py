@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from aiprod_trainer import cli
-from aiprod_trainer.state import list_checkpoints
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.training.state import list_checkpoints
+from aiprod_trainer.training.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ import safetensors.torch
 import torch
 
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.run_log import read_metrics
-from aiprod_trainer.state import list_checkpoints
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.training.run_log import read_metrics
+from aiprod_trainer.training.state import list_checkpoints
+from aiprod_trainer.training.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +28,8 @@ from pathlib import Path
 import safetensors.torch
 
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.distributed import init_distributed, shutdown_distributed
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.training.distributed import init_distributed, shutdown_distributed
+from aiprod_trainer.training.trainer import Trainer
 
 config = load_train_config(sys.argv[1])
 context = init_distributed("cpu")

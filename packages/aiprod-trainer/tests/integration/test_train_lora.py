@@ -14,8 +14,8 @@ from torch import nn
 from aiprod_core.checkpoints import load_model, read_checkpoint, save_checkpoint
 from aiprod_core.models import build_model, get_preset
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.lora import load_adapter, lora_delta, lora_layers
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.training.lora import load_adapter, lora_delta, lora_layers
+from aiprod_trainer.training.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 

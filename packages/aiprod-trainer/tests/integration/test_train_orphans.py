@@ -14,8 +14,8 @@ import pytest
 
 from aiprod_core.atomic import temporary_sibling
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.state import list_checkpoints
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.training.state import list_checkpoints
+from aiprod_trainer.training.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import torch
 
 from aiprod_core.checkpoints import load_model, read_checkpoint
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.run_log import read_metrics
-from aiprod_trainer.state import list_checkpoints
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.training.run_log import read_metrics
+from aiprod_trainer.training.state import list_checkpoints
+from aiprod_trainer.training.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ import torch
 
 from aiprod_core.checkpoints import read_checkpoint
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.run_log import read_metrics
-from aiprod_trainer.run_setup import TrainingError
-from aiprod_trainer.state import latest_checkpoint, list_checkpoints
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.training.run_log import read_metrics
+from aiprod_trainer.training.run_setup import TrainingError
+from aiprod_trainer.training.state import latest_checkpoint, list_checkpoints
+from aiprod_trainer.training.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.run_log import read_metrics
-from aiprod_trainer.run_setup import TrainingError
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.training.run_log import read_metrics
+from aiprod_trainer.training.run_setup import TrainingError
+from aiprod_trainer.training.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 

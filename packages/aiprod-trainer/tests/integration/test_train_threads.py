@@ -14,7 +14,7 @@ from aiprod_core import threads
 from aiprod_core.threads import CpuSample
 from aiprod_trainer import cli
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.training.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 

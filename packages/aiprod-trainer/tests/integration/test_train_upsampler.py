@@ -19,11 +19,11 @@ from aiprod_core.checkpoints import load_model, read_checkpoint
 from aiprod_core.models import build_model, get_preset
 from aiprod_core.upsampler import nearest_upsample
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.latent_cache import CacheMeta, LatentCacheWriter
-from aiprod_trainer.latent_pairs import downscaled_meta
-from aiprod_trainer.manifest import ManifestRecord
-from aiprod_trainer.run_setup import TrainingError
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.data.latent_cache import CacheMeta, LatentCacheWriter
+from aiprod_trainer.data.latent_pairs import downscaled_meta
+from aiprod_trainer.data.manifest import ManifestRecord
+from aiprod_trainer.training.run_setup import TrainingError
+from aiprod_trainer.training.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 
@@ -178,8 +178,8 @@ from pathlib import Path
 import safetensors.torch
 
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.distributed import init_distributed, shutdown_distributed
-from aiprod_trainer.trainer import Trainer
+from aiprod_trainer.training.distributed import init_distributed, shutdown_distributed
+from aiprod_trainer.training.trainer import Trainer
 
 context = init_distributed("cpu")
 trainer = Trainer(load_train_config(sys.argv[1]), context=context)

@@ -13,11 +13,11 @@ from aiprod_core.diffusion import FlowMatchSchedule
 from aiprod_core.models import build_model, get_preset
 from aiprod_pipelines.video_io import read_video
 from aiprod_trainer.config import load_train_config
-from aiprod_trainer.latent_cache import LatentDataset
-from aiprod_trainer.loops import FlowMatchingObjective
-from aiprod_trainer.run_log import read_metrics
-from aiprod_trainer.trainer import Trainer
-from aiprod_trainer.validation import heldout_loss, sample_requests, validation_batches
+from aiprod_trainer.data.latent_cache import LatentDataset
+from aiprod_trainer.training.objectives import FlowMatchingObjective
+from aiprod_trainer.training.run_log import read_metrics
+from aiprod_trainer.training.trainer import Trainer
+from aiprod_trainer.training.validation import heldout_loss, sample_requests, validation_batches
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from aiprod_pipelines.video_io import write_video
 from aiprod_trainer import ManifestError, ManifestRecord, write_manifest
-from aiprod_trainer.clip_dataset import ClipDataset, ClipError, frames_to_clip, load_clip
+from aiprod_trainer.data.clip_dataset import ClipDataset, ClipError, frames_to_clip, load_clip
 
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
 
@@ -64,7 +64,7 @@ def test_keep_in_memory_decodes_each_clip_once_and_hands_out_copies(
         reads.append(path)
         return load_clip(path, record)
 
-    monkeypatch.setattr("aiprod_trainer.clip_dataset.load_clip", counting_load)
+    monkeypatch.setattr("aiprod_trainer.data.clip_dataset.load_clip", counting_load)
     kept = ClipDataset(manifest, keep_in_memory=True)
     first = kept[0]
     first.fill_(0.0)  # changing an item must not change what is kept

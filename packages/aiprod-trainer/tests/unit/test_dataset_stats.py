@@ -9,16 +9,16 @@ import pytest
 from PIL import Image, ImageFont
 
 from aiprod_trainer import ManifestRecord, load_manifest, write_manifest
-from aiprod_trainer.contact_sheet import (
+from aiprod_trainer.data.contact_sheet import (
     SheetLayout,
     contact_sheet,
     line_height,
     wrap_caption,
     write_contact_sheet,
 )
-from aiprod_trainer.dataset_stats import Summary, color_stats, manifest_stats, middle_frames
-from aiprod_trainer.synthetic import PALETTE, dominant_colors, render_clip, sample_clip
-from aiprod_trainer.synthetic_dataset import SyntheticSettings, write_synthetic_dataset
+from aiprod_trainer.data.dataset_stats import Summary, color_stats, manifest_stats, middle_frames
+from aiprod_trainer.data.synthetic import PALETTE, dominant_colors, render_clip, sample_clip
+from aiprod_trainer.data.synthetic_dataset import SyntheticSettings, write_synthetic_dataset
 
 
 def record(media: str, caption: str = "a clip", **shape: float) -> ManifestRecord:

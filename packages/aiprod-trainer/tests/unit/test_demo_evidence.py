@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiprod_trainer.data.synthetic import PALETTE, ShapeClip, classify_pixels, render_clip
 from aiprod_trainer.demo.evidence import color_check, failures, loss_check
-from aiprod_trainer.synthetic import PALETTE, ShapeClip, classify_pixels, render_clip
 
 PROMPT = "a red circle moving left on a blue background"
 

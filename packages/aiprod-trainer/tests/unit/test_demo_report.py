@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from aiprod_trainer.data.synthetic import ShapeClip, render_clip
 from aiprod_trainer.demo.evidence import loss_check
 from aiprod_trainer.demo.fidelity import (
     conditioned_clip,
@@ -19,7 +20,6 @@ from aiprod_trainer.demo.fidelity import (
 )
 from aiprod_trainer.demo.report import DemoReport, StageRecord
 from aiprod_trainer.demo.settings import FULL, QUICK
-from aiprod_trainer.synthetic import ShapeClip, render_clip
 
 PROMPT = "a red circle moving left on a blue background"
 

@@ -16,7 +16,7 @@ from aiprod_trainer.demo import runner, stages
 from aiprod_trainer.demo.runner import STAMP, DemoPaths, prepare_work, run_demo
 from aiprod_trainer.demo.settings import FULL, QUICK
 from aiprod_trainer.demo.stages import DemoError
-from aiprod_trainer.trainer import FitResult
+from aiprod_trainer.training.trainer import FitResult
 
 STAGES = [
     "data",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aiprod_core.models import get_preset
 from aiprod_pipelines.pipelines import GenerationRequest
+from aiprod_trainer.data.synthetic import parse_caption
 from aiprod_trainer.demo.settings import (
     FULL,
     PROFILES,
@@ -15,7 +16,6 @@ from aiprod_trainer.demo.settings import (
     dit_config,
     vae_config,
 )
-from aiprod_trainer.synthetic import parse_caption
 
 
 def test_profiles_are_named_and_only_full_enforces() -> None:

@@ -18,7 +18,13 @@ from aiprod_core.models import build_model, get_preset
 from aiprod_core.transformer import VideoTransformer
 from aiprod_trainer.config import LoraSection
 from aiprod_trainer.demo import stages
-from aiprod_trainer.lora import ADAPTER_WEIGHTS, AdapterError, add_lora, load_adapter, save_adapter
+from aiprod_trainer.training.lora import (
+    ADAPTER_WEIGHTS,
+    AdapterError,
+    add_lora,
+    load_adapter,
+    save_adapter,
+)
 
 TINY = get_preset("tiny")
 

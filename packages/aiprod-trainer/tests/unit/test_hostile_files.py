@@ -14,11 +14,11 @@ from torch import nn
 
 from aiprod_core.errors import AiprodError
 from aiprod_trainer.config import TrainConfigError, load_train_config
-from aiprod_trainer.latent_cache import INDEX_FILE, CacheMeta, LatentCacheError, read_index
-from aiprod_trainer.manifest import load_manifest
-from aiprod_trainer.manifest_errors import ManifestError
-from aiprod_trainer.run_log import read_metrics
-from aiprod_trainer.state import ResumeError, load_training_state
+from aiprod_trainer.data.latent_cache import INDEX_FILE, CacheMeta, LatentCacheError, read_index
+from aiprod_trainer.data.manifest import load_manifest
+from aiprod_trainer.data.manifest_errors import ManifestError
+from aiprod_trainer.training.run_log import read_metrics
+from aiprod_trainer.training.state import ResumeError, load_training_state
 
 pytestmark = pytest.mark.fault("files")
 

@@ -20,7 +20,7 @@ import pytest
 
 from aiprod_pipelines.video_io import read_video
 from aiprod_trainer import Bucket, ManifestRecord, load_manifest, write_manifest
-from aiprod_trainer.ingest import (
+from aiprod_trainer.data.ingest import (
     ClipFilter,
     IngestError,
     VideoProbe,
@@ -32,7 +32,7 @@ from aiprod_trainer.ingest import (
     fit_frames,
     probe_video,
 )
-from aiprod_trainer.preparation import (
+from aiprod_trainer.data.preparation import (
     Source,
     check_buckets,
     prepare_dataset,

@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from aiprod_trainer import ManifestRecord
-from aiprod_trainer import latent_cache as module
-from aiprod_trainer.bucket_sampler import BucketBatchSampler
-from aiprod_trainer.latent_cache import (
+from aiprod_trainer.data import latent_cache as module
+from aiprod_trainer.data.bucket_sampler import BucketBatchSampler
+from aiprod_trainer.data.latent_cache import (
     INDEX_FILE,
     META_FILE,
     CacheMeta,

@@ -15,8 +15,8 @@ from aiprod_core.models import get_preset
 from aiprod_core.upsampler import LatentUpsampler, nearest_upsample
 from aiprod_core.vae import VideoGeometry
 from aiprod_trainer import ManifestRecord
-from aiprod_trainer.latent_cache import CacheMeta, LatentCache, LatentCacheWriter
-from aiprod_trainer.latent_pairs import (
+from aiprod_trainer.data.latent_cache import CacheMeta, LatentCache, LatentCacheWriter
+from aiprod_trainer.data.latent_pairs import (
     DOWNSCALE_SETTING,
     LatentPairError,
     PairedLatentDataset,
@@ -24,7 +24,8 @@ from aiprod_trainer.latent_pairs import (
     downscaled_record,
     paired_dataset,
 )
-from aiprod_trainer.loops import UpsamplerObjective, collate, item_generator
+from aiprod_trainer.training.batches import collate, item_generator
+from aiprod_trainer.training.objectives import UpsamplerObjective
 
 META = CacheMeta("tiny", "builtin", {"weights": "random-init seed 0", "vae": {"c": 8}})
 NAMES = ("data.cache", "data.low_res_cache")

@@ -5,6 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiprod_trainer.data.synthetic import (
+    MOTIONS,
+    PALETTE,
+    SHAPES,
+    ShapeClip,
+    caption_for,
+    render_clip,
+    sample_clip,
+)
 from aiprod_trainer.demo import prompt_checks
 from aiprod_trainer.demo.prompt_checks import (
     MotionCheck,
@@ -15,15 +24,6 @@ from aiprod_trainer.demo.prompt_checks import (
     motion_check,
     shape_check,
     shape_features,
-)
-from aiprod_trainer.synthetic import (
-    MOTIONS,
-    PALETTE,
-    SHAPES,
-    ShapeClip,
-    caption_for,
-    render_clip,
-    sample_clip,
 )
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from aiprod_core.documents import DocumentError
 from aiprod_pipelines.video_io import read_video
 from aiprod_trainer import load_manifest
-from aiprod_trainer.synthetic import (
+from aiprod_trainer.data.synthetic import (
     MOTIONS,
     PALETTE,
     SHAPES,
@@ -33,7 +33,7 @@ from aiprod_trainer.synthetic import (
     render_clip,
     sample_clip,
 )
-from aiprod_trainer.synthetic_dataset import (
+from aiprod_trainer.data.synthetic_dataset import (
     HELD_OUT_NAME,
     SyntheticSettings,
     read_held_out,

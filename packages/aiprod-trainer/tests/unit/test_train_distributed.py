@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aiprod_trainer.distributed import (
+from aiprod_trainer.training.distributed import (
     DistributedContext,
     MicroBatchSampler,
     StepBatches,

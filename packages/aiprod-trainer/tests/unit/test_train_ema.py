@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from aiprod_trainer.ema import ExponentialMovingAverage
+from aiprod_trainer.training.ema import ExponentialMovingAverage
 
 
 def small_model() -> nn.Module:

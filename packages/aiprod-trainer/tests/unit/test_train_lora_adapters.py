@@ -13,7 +13,7 @@ from torch import nn
 from aiprod_core.models import get_preset
 from aiprod_core.transformer import VideoTransformer
 from aiprod_trainer.config import LoraSection
-from aiprod_trainer.lora import (
+from aiprod_trainer.training.lora import (
     AdapterError,
     add_lora,
     load_adapter,
@@ -25,7 +25,7 @@ from aiprod_trainer.lora import (
     save_adapter,
     target_pattern,
 )
-from aiprod_trainer.lora import _json as adapter_json
+from aiprod_trainer.training.lora import _json as adapter_json
 
 TINY = get_preset("tiny")
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from aiprod_trainer.lr_schedule import WarmupCosineSchedule
+from aiprod_trainer.training.lr_schedule import WarmupCosineSchedule
 
 
 def test_values_at_the_landmarks() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aiprod_trainer.run_log import RunLog, read_metrics
+from aiprod_trainer.training.run_log import RunLog, read_metrics
 
 
 def test_append_trim_and_summary(tmp_path: Path) -> None:

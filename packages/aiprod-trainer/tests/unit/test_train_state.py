@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from aiprod_core.models import get_preset
-from aiprod_trainer.ema import ExponentialMovingAverage
-from aiprod_trainer.state import (
+from aiprod_trainer.training.ema import ExponentialMovingAverage
+from aiprod_trainer.training.state import (
     ResumeError,
     TrainingSnapshot,
     _join_optimizer,

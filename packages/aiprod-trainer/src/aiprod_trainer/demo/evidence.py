@@ -7,7 +7,7 @@
   every pixel that is unambiguously one palette colour counted for it) against the colours
   its prompt names: the background colour must cover the most pixels and, when the shape
   is checked too, the shape's colour the second most. Pixels no closer than
-  :func:`~aiprod_trainer.synthetic.palette_radius` to any colour (blends along the shape's
+  :func:`~aiprod_trainer.data.synthetic.palette_radius` to any colour (blends along the shape's
   edge, which can lie nearest a third colour) do not vote.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aiprod_trainer.synthetic import classify_pixels, palette_radius, parse_caption
+from aiprod_trainer.data.synthetic import classify_pixels, palette_radius, parse_caption
 
 
 @dataclass(frozen=True)

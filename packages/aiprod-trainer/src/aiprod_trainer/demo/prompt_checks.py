@@ -1,14 +1,14 @@
 """The demo's checks of what a prompt says about motion and shape, as numbers that pass or fail.
 
 Both read the shape from its *mask*: the pixels of a frame that are the prompt's shape
-colour beyond doubt, closer to it than :func:`~aiprod_trainer.synthetic.palette_radius`
+colour beyond doubt, closer to it than :func:`~aiprod_trainer.data.synthetic.palette_radius`
 (as :func:`~aiprod_trainer.demo.evidence.color_check` counts them).
 
 - :func:`motion_check`: the mask's centroid in the last frame that has one, minus the
   centroid in the first, as a fraction of the frame's width (left, right) or height (up,
   down; y points down, so "up" is a negative y). It passes when the centroid moved at
   least ``min_travel`` (default 0.10) in the direction the prompt names. Synthetic clips
-  travel 0.30 to 0.50 of the axis (:data:`~aiprod_trainer.synthetic.TRAVEL_RANGE`), so 0.10
+  travel 0.30 to 0.50 of the axis (:data:`~aiprod_trainer.data.synthetic.TRAVEL_RANGE`), so 0.10
   is a third of the shortest true travel, yet 3 pixels of a 32-pixel frame: more than
   the noise along a still shape's edge moves its centroid.
 - :func:`shape_check`: every frame whose mask's largest 8-connected part has at least
@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aiprod_core.problems import clip
-from aiprod_trainer.synthetic import (
+from aiprod_trainer.data.synthetic import (
     PALETTE,
     SHAPES,
     CaptionParts,
@@ -56,7 +56,7 @@ MIN_SHAPE_PIXELS = 6
 SHAPE_FEATURES = ("fill", "low_mass", "spread", "skew", "top_row", "bottom_row", "aspect")
 #: The shape classifier is fitted on this many clips (3 frames each, sharp and blurred) ...
 FIT_CLIPS = 64
-#: ... drawn with :func:`~aiprod_trainer.synthetic.sample_clip` from this seed.
+#: ... drawn with :func:`~aiprod_trainer.data.synthetic.sample_clip` from this seed.
 FIT_SEED = 7_919
 
 _AXES: dict[str, tuple[int, float]] = {  # motion -> (axis of the centroid, sign of travel)

@@ -36,6 +36,7 @@ from aiprod_core.documents import document_problem, read_document
 from aiprod_core.models import get_preset
 from aiprod_core.threads import ThreadPolicy, ThreadRequest
 from aiprod_pipelines.pipelines import load_model
+from aiprod_trainer.data.synthetic_dataset import TRAIN_NAME, VAL_NAME
 from aiprod_trainer.demo import stages
 from aiprod_trainer.demo.evidence import loss_check
 from aiprod_trainer.demo.fidelity import prompt_check
@@ -49,8 +50,7 @@ from aiprod_trainer.demo.settings import (
     vae_config,
 )
 from aiprod_trainer.demo.stages import DemoError
-from aiprod_trainer.synthetic_dataset import TRAIN_NAME, VAL_NAME
-from aiprod_trainer.trainer import FINAL_MODEL, FitResult
+from aiprod_trainer.training.trainer import FINAL_MODEL, FitResult
 
 STAMP = "demo.json"
 TITLES = {

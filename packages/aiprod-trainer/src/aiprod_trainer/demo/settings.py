@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiprod_trainer.config import TrainConfig
-from aiprod_trainer.synthetic import caption_for
+from aiprod_trainer.data.synthetic import caption_for
 
 PRESET = "tiny"
 REGISTRY_NAME = "aiprod-tiny"
@@ -40,7 +40,7 @@ class DemoProfile:
     """Every setting of one demo run (see the module docstring)."""
 
     name: str
-    # data: synthetic clips of coloured shapes (aiprod_trainer.synthetic)
+    # data: synthetic clips of coloured shapes (aiprod_trainer.data.synthetic)
     clips: int
     val_fraction: float
     width: int = 32

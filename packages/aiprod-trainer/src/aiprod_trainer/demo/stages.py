@@ -37,9 +37,23 @@ from aiprod_pipelines.pipelines import (
 )
 from aiprod_pipelines.pipelines.stages import decode_latents, video_to_uint8
 from aiprod_pipelines.video_io import write_video
-from aiprod_trainer.clip_dataset import load_clip
 from aiprod_trainer.config import TrainConfig
-from aiprod_trainer.contact_sheet import write_contact_sheet
+from aiprod_trainer.data.clip_dataset import load_clip
+from aiprod_trainer.data.contact_sheet import write_contact_sheet
+from aiprod_trainer.data.latent_cache import (
+    CacheMeta,
+    LatentCache,
+    LatentCacheWriter,
+    LatentDataset,
+)
+from aiprod_trainer.data.latent_pairs import downscaled_meta, downscaled_record, paired_dataset
+from aiprod_trainer.data.manifest import load_manifest
+from aiprod_trainer.data.synthetic import CaptionParts, SyntheticSpace, held_out_combinations
+from aiprod_trainer.data.synthetic_dataset import (
+    SyntheticDataset,
+    SyntheticSettings,
+    write_synthetic_dataset,
+)
 from aiprod_trainer.demo.fidelity import (
     ConditioningCheck,
     LatentStatsCheck,
@@ -53,18 +67,9 @@ from aiprod_trainer.demo.fidelity import (
     upsampler_check,
 )
 from aiprod_trainer.demo.settings import DemoProfile
-from aiprod_trainer.latent_cache import CacheMeta, LatentCache, LatentCacheWriter, LatentDataset
-from aiprod_trainer.latent_pairs import downscaled_meta, downscaled_record, paired_dataset
-from aiprod_trainer.loops import FlowMatchingObjective
-from aiprod_trainer.manifest import load_manifest
-from aiprod_trainer.synthetic import CaptionParts, SyntheticSpace, held_out_combinations
-from aiprod_trainer.synthetic_dataset import (
-    SyntheticDataset,
-    SyntheticSettings,
-    write_synthetic_dataset,
-)
-from aiprod_trainer.trainer import FitResult, Trainer
-from aiprod_trainer.validation import heldout_loss, sample_requests
+from aiprod_trainer.training.objectives import FlowMatchingObjective
+from aiprod_trainer.training.trainer import FitResult, Trainer
+from aiprod_trainer.training.validation import heldout_loss, sample_requests
 
 #: Seed of the noise and noise levels of the held-out loss (the trainer's default too).
 HELDOUT_SEED = 1234

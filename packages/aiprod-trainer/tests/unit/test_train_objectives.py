@@ -13,16 +13,18 @@ from torch import nn
 from aiprod_core.diffusion import FlowMatchSchedule
 from aiprod_core.models import get_preset
 from aiprod_core.vae import CausalVideoVAE
-from aiprod_trainer.loops import (
-    FlowMatchingObjective,
-    FrameConditioning,
-    VaeObjective,
-    VaeReconstruction,
+from aiprod_trainer.training.batches import (
     batch_size_of,
     collate,
     dataset_buckets,
     item_generator,
     mixed_seed,
+)
+from aiprod_trainer.training.objectives import (
+    FlowMatchingObjective,
+    FrameConditioning,
+    VaeObjective,
+    VaeReconstruction,
 )
 
 TINY = get_preset("tiny")

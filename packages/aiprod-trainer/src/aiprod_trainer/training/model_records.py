@@ -22,8 +22,8 @@ import torch
 from aiprod_core.models import GenerationDefaults
 from aiprod_core.upsampler import LatentUpsampler
 from aiprod_core.vae import CausalVideoVAE, StatisticsAccumulator
-from aiprod_trainer.buckets import Bucket
-from aiprod_trainer.loops import collate, dataset_buckets
+from aiprod_trainer.data.buckets import Bucket
+from aiprod_trainer.training.batches import collate, dataset_buckets
 
 
 def measure_latent_statistics(

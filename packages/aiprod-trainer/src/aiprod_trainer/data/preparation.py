@@ -29,8 +29,8 @@ from typing import Literal
 
 from aiprod_core.atomic import RemovedPath, atomic_write_text, remove_orphans, remove_path
 from aiprod_pipelines.video_io import write_mp4
-from aiprod_trainer.buckets import Bucket
-from aiprod_trainer.ingest import (
+from aiprod_trainer.data.buckets import Bucket
+from aiprod_trainer.data.ingest import (
     ClipFilter,
     IngestError,
     choose_bucket,
@@ -39,7 +39,7 @@ from aiprod_trainer.ingest import (
     fit_frames,
     probe_video,
 )
-from aiprod_trainer.manifest import Manifest, ManifestRecord, write_manifest
+from aiprod_trainer.data.manifest import Manifest, ManifestRecord, write_manifest
 
 CLIPS_DIR = "clips"
 MANIFEST_NAME = "manifest.jsonl"
@@ -136,7 +136,7 @@ class _Skip(Exception):
 
 
 def sources_from_folder(folder: Path, *, exclude: Path | None = None) -> list[Source]:
-    """Every video under ``folder`` (see :func:`~aiprod_trainer.ingest.find_videos`)."""
+    """Every video under ``folder`` (see :func:`~aiprod_trainer.data.ingest.find_videos`)."""
     return [
         Source(path, None, path.relative_to(folder).as_posix())
         for path in find_videos(folder, exclude=exclude)

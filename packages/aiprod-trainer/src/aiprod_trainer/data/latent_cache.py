@@ -19,7 +19,7 @@ asks :meth:`LatentCacheWriter.done_ids` which items to skip.
 
 Reading: :class:`LatentCache` opens shards lazily and keeps a few open (least recently
 used first to close); :class:`LatentDataset` is the torch Dataset over it;
-:class:`aiprod_trainer.bucket_sampler.BucketBatchSampler` batches items of one latent
+:class:`aiprod_trainer.data.bucket_sampler.BucketBatchSampler` batches items of one latent
 shape together.
 """
 
@@ -49,8 +49,8 @@ from aiprod_core.documents import (
     read_document,
 )
 from aiprod_core.errors import AiprodError
-from aiprod_trainer.buckets import Bucket
-from aiprod_trainer.manifest import ManifestRecord
+from aiprod_trainer.data.buckets import Bucket
+from aiprod_trainer.data.manifest import ManifestRecord
 
 FORMAT_VERSION = 1
 META_FILE = "cache.json"

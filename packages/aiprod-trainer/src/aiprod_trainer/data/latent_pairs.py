@@ -25,8 +25,8 @@ from torch.utils.data import Dataset
 from aiprod_core.errors import AiprodError
 from aiprod_core.problems import shorten
 from aiprod_core.vae import VideoGeometry, VideoShapeError
-from aiprod_trainer.latent_cache import CacheMeta, LatentCache
-from aiprod_trainer.manifest import ManifestRecord
+from aiprod_trainer.data.latent_cache import CacheMeta, LatentCache
+from aiprod_trainer.data.manifest import ManifestRecord
 
 UPSCALE = 2
 """How much :class:`aiprod_core.upsampler.LatentUpsampler` enlarges latent height and width."""

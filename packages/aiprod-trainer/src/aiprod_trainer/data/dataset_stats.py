@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from aiprod_trainer.buckets import group_by_bucket
-from aiprod_trainer.ingest import IngestError, decode_frames
-from aiprod_trainer.manifest import Manifest, ManifestRecord
+from aiprod_trainer.data.buckets import group_by_bucket
+from aiprod_trainer.data.ingest import IngestError, decode_frames
+from aiprod_trainer.data.manifest import Manifest, ManifestRecord
 
 Progress = Callable[[Sequence[ManifestRecord]], Iterable[ManifestRecord]]
 

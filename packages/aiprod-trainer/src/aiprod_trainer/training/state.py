@@ -50,7 +50,7 @@ from aiprod_core.checkpoints.header import build_metadata
 from aiprod_core.documents import read_document
 from aiprod_core.errors import AiprodError
 from aiprod_core.models import ModelConfig
-from aiprod_trainer.ema import ExponentialMovingAverage
+from aiprod_trainer.training.ema import ExponentialMovingAverage
 
 STATE_FORMAT = 1
 CHECKPOINTS_DIR = "checkpoints"
@@ -60,7 +60,7 @@ EMA_FILE = "ema.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 _STEP_DIR = re.compile(r"step-(\d{8})")
-_CHECKPOINT_FILES = re.compile(r"(state\.json|\w+\.safetensors(\.sha256)?)")
+_CHECKPOINT_FILES = re.compile(r"(state\.json|shards|\w+\.safetensors(\.sha256)?)")
 
 
 class ResumeError(AiprodError, ValueError):
@@ -228,37 +228,86 @@ def save_training_state(
     stored. ``snapshot.rng`` holds one :func:`capture_rng` result per rank.
     """
     target = checkpoint_dir(run_dir, snapshot.step)
-    with atomic_folder(target, _is_checkpoint_file, replaceable_name="checkpoint files") as temp:
+    with atomic_folder(target, is_checkpoint_file, replaceable_name="checkpoint files") as temp:
         if trainable_only:
             tensors = trained_tensors(module, trainable_only=True)
-            _write_tensors(temp / MODEL_FILE, tensors, model_config, f"{component}.lora")
+            write_tensors(temp / MODEL_FILE, tensors, model_config, f"{component}.lora")
         else:
             save_checkpoint(module, model_config, temp / MODEL_FILE, component=component)
         if ema is not None:
-            _write_tensors(temp / EMA_FILE, ema.state_dict(), model_config, f"{component}.ema")
+            write_tensors(temp / EMA_FILE, ema.state_dict(), model_config, f"{component}.ema")
         optimizer_tensors, optimizer_json = _split_optimizer(optimizer.state_dict())
-        _write_tensors(temp / OPTIMIZER_FILE, optimizer_tensors, model_config, "optimizer")
-        rng_tensors = {
-            f"rank{rank}.{name}": tensor
-            for rank, state in enumerate(snapshot.rng)
-            for name, tensor in state["tensors"].items()
-        }
-        _write_tensors(temp / RNG_FILE, rng_tensors, model_config, "rng")
-        state = {
-            "format": STATE_FORMAT,
-            "step": snapshot.step,
-            "component": component,
-            "trainable_only": trainable_only,
-            "ema": ema is not None,
-            "data": snapshot.data,
-            "schedule": snapshot.schedule,
-            "settings": snapshot.settings,
-            "metrics": snapshot.metrics,
-            "optimizer": optimizer_json,
-            "rng": [{k: v for k, v in s.items() if k != "tensors"} for s in snapshot.rng],
-        }
-        atomic_write_text(temp / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
+        write_tensors(temp / OPTIMIZER_FILE, optimizer_tensors, model_config, "optimizer")
+        write_rng(temp, snapshot, model_config)
+        state = state_document(snapshot, component, trainable_only, ema is not None)
+        state["optimizer"] = optimizer_json
+        write_state(temp, state)
     return target
+
+
+def write_rng(folder: Path, snapshot: TrainingSnapshot, model_config: ModelConfig) -> None:
+    """Every rank's generator tensors (``snapshot.rng``) as ``folder/rng.safetensors``."""
+    rng_tensors = {
+        f"rank{rank}.{name}": tensor
+        for rank, state in enumerate(snapshot.rng)
+        for name, tensor in state["tensors"].items()
+    }
+    write_tensors(folder / RNG_FILE, rng_tensors, model_config, "rng")
+
+
+def read_rng(folder: Path, scalars: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-rank generator states :func:`write_rng` and ``state.json`` hold."""
+    rng_tensors = read_checkpoint(folder / RNG_FILE).tensors
+    rng = []
+    for rank, values in enumerate(scalars):
+        prefix = f"rank{rank}."
+        tensors = {k[len(prefix) :]: v for k, v in rng_tensors.items() if k.startswith(prefix)}
+        rng.append({**values, "tensors": tensors})
+    return rng
+
+
+def state_document(
+    snapshot: TrainingSnapshot, component: str, trainable_only: bool, ema: bool
+) -> dict[str, Any]:
+    """The ``state.json`` of a checkpoint (without the optimizer's part)."""
+    return {
+        "format": STATE_FORMAT,
+        "step": snapshot.step,
+        "component": component,
+        "trainable_only": trainable_only,
+        "ema": ema,
+        "data": snapshot.data,
+        "schedule": snapshot.schedule,
+        "settings": snapshot.settings,
+        "metrics": snapshot.metrics,
+        "rng": [{k: v for k, v in s.items() if k != "tensors"} for s in snapshot.rng],
+    }
+
+
+def write_state(folder: Path, state: Mapping[str, Any]) -> None:
+    """``folder/state.json``, written last: a folder without it is not a checkpoint."""
+    atomic_write_text(folder / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+
+def snapshot_of(state: Mapping[str, Any], rng: list[dict[str, Any]]) -> TrainingSnapshot:
+    """The :class:`TrainingSnapshot` a ``state.json`` and its generator states describe."""
+    return TrainingSnapshot(
+        step=state["step"],
+        data=state["data"],
+        schedule=state["schedule"],
+        settings=state["settings"],
+        rng=rng,
+        metrics=state["metrics"],
+    )
+
+
+def check_ema(folder: Path, state: Mapping[str, Any], ema: object | None) -> None:
+    """A ResumeError when the checkpoint's EMA setting differs from the run's."""
+    if state["ema"] != (ema is not None):
+        raise ResumeError(
+            f"{folder}: was written with EMA {'on' if state['ema'] else 'off'}; the config now "
+            f"has ema.enabled {'true' if ema is not None else 'false'}"
+        )
 
 
 def load_training_state(
@@ -274,11 +323,12 @@ def load_training_state(
     naming the file.
     """
     folder = Path(folder)
-    state = _read_state(folder / STATE_FILE)
-    if state["ema"] != (ema is not None):
+    state = read_state(folder / STATE_FILE)
+    check_ema(folder, state, ema)
+    if state.get("sharded"):
         raise ResumeError(
-            f"{folder}: was written with EMA {'on' if state['ema'] else 'off'}; the config now "
-            f"has ema.enabled {'true' if ema is not None else 'false'}"
+            f"{folder}: holds FSDP shards (distributed.strategy fsdp); resume it with "
+            "distributed.strategy: fsdp on the same number of processes"
         )
     try:
         weights = read_checkpoint(folder / MODEL_FILE).tensors
@@ -287,36 +337,24 @@ def load_training_state(
             ema.load_state_dict(read_checkpoint(folder / EMA_FILE).tensors)
         optimizer_tensors = read_checkpoint(folder / OPTIMIZER_FILE).tensors
         optimizer.load_state_dict(_join_optimizer(optimizer_tensors, state["optimizer"]))
-        rng_tensors = read_checkpoint(folder / RNG_FILE).tensors
+        rng = read_rng(folder, state["rng"])
     except (CheckpointError, KeyError, ValueError) as exc:
         raise ResumeError(f"{folder}: cannot resume from this checkpoint: {exc}") from None
-    rng = []
-    for rank, scalars in enumerate(state["rng"]):
-        prefix = f"rank{rank}."
-        tensors = {k[len(prefix) :]: v for k, v in rng_tensors.items() if k.startswith(prefix)}
-        rng.append({**scalars, "tensors": tensors})
-    return TrainingSnapshot(
-        step=state["step"],
-        data=state["data"],
-        schedule=state["schedule"],
-        settings=state["settings"],
-        rng=rng,
-        metrics=state["metrics"],
-    )
+    return snapshot_of(state, rng)
 
 
-def _is_checkpoint_file(entry: Path) -> bool:
+def is_checkpoint_file(entry: Path) -> bool:
     return _CHECKPOINT_FILES.fullmatch(entry.name) is not None
 
 
-def _read_state(path: Path) -> dict[str, Any]:
+def read_state(path: Path) -> dict[str, Any]:
     state = read_document(path, "json", error=ResumeError)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ResumeError(f"{path}: expected a training state of format {STATE_FORMAT}")
     return state
 
 
-def _write_tensors(
+def write_tensors(
     path: Path, tensors: Mapping[str, torch.Tensor], config: ModelConfig, component: str
 ) -> None:
     """Tensors as a checkpoint file (config metadata, atomic write, sha256 sidecar)."""

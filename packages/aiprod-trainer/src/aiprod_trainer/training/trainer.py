@@ -7,13 +7,13 @@ A run directory holds::
 
     config.json            the validated config the run was started with
     metrics.jsonl          training loss, learning rate and throughput every log_every
-                           steps; held-out losses (see aiprod_trainer.run_log)
-    checkpoints/step-*/    resumable state (see aiprod_trainer.state), the last keep_last
+                           steps; held-out losses (see aiprod_trainer.training.run_log)
+    checkpoints/step-*/    resumable state (see aiprod_trainer.training.state), the last keep_last
     validation/step-*/     sample videos
     model.safetensors      the final model as a bundle checkpoint (aiprod_core load_model)
     adapter/               mode lora: the LoRA adapter in peft's format
     summary.json           steps, time, first and last training and held-out losses, and
-                           what the model recorded (see aiprod_trainer.model_records)
+                           what the model recorded (see aiprod_trainer.training.model_records)
 
 A run killed while writing (a checkpoint, the final model) leaves hidden temporary files or
 folders beside the target; starting the run again, resumed or not, deletes those of its own
@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -47,18 +48,21 @@ from tqdm import tqdm
 from aiprod_core.atomic import atomic_write_text
 from aiprod_core.checkpoints import save_checkpoint, sidecar_path
 from aiprod_core.threads import ThreadPolicy, ThreadRequest
-from aiprod_trainer import distributed as dist_utils
+from aiprod_core.transformer import VideoTransformer
 from aiprod_trainer.config import TrainConfig
-from aiprod_trainer.distributed import DistributedContext, MicroBatchSampler, StepBatches
-from aiprod_trainer.loops import TRAIN_STREAM, collate, dataset_buckets, item_generator
-from aiprod_trainer.model_records import (
+from aiprod_trainer.training import distributed as dist_utils
+from aiprod_trainer.training.batches import TRAIN_STREAM, collate, dataset_buckets, item_generator
+from aiprod_trainer.training.distributed import DistributedContext, MicroBatchSampler, StepBatches
+from aiprod_trainer.training.model_records import (
     add_trained_steps,
     generation_defaults,
     measure_latent_statistics,
 )
-from aiprod_trainer.run_log import RunLog
-from aiprod_trainer.run_setup import RunParts, TrainingError, build_run, seed_step
-from aiprod_trainer.state import (
+from aiprod_trainer.training.run_log import RunLog
+from aiprod_trainer.training.run_setup import RunParts, TrainingError, build_run, seed_step
+from aiprod_trainer.training.sharded_state import load_sharded_state, save_sharded_state
+from aiprod_trainer.training.sharding import full_state_dict, full_tensor, set_gradient_sync
+from aiprod_trainer.training.state import (
     TrainingSnapshot,
     capture_rng,
     latest_checkpoint,
@@ -68,13 +72,24 @@ from aiprod_trainer.state import (
     restore_rng,
     save_training_state,
 )
-from aiprod_trainer.validation import heldout_loss, write_reconstructions, write_samples
+from aiprod_trainer.training.validation import heldout_loss, write_reconstructions, write_samples
 
 FINAL_MODEL = "model.safetensors"
 ADAPTER_DIR = "adapter"
 CONFIG_FILE = "config.json"
 VALIDATION_DIR = "validation"
-RESUME_KEYS = ("mode", "seed", "batch_size", "accumulation", "world_size", "shuffle", "preset")
+RESUME_KEYS = (
+    "mode",
+    "seed",
+    "batch_size",
+    "accumulation",
+    "world_size",
+    "shuffle",
+    "preset",
+    "strategy",
+)
+#: What a checkpoint written before a setting existed had (it then had no choice).
+SETTING_DEFAULTS = {"strategy": "ddp"}
 
 
 @dataclass
@@ -111,7 +126,8 @@ class Trainer:
         self.run_dir = config.run_dir
         self.parts: RunParts = build_run(config, self.context)
         self.forward_module = self.parts.forward_module
-        if self.context.enabled:
+        self.sharded = config.distributed.strategy == "fsdp"
+        if self.context.enabled and not self.sharded:
             self.forward_module = DistributedDataParallel(
                 self.parts.forward_module,
                 device_ids=[self.context.device] if self.context.device.type == "cuda" else None,
@@ -146,6 +162,7 @@ class Trainer:
             "world_size": self.context.world_size,
             "shuffle": c.data.shuffle,
             "preset": self.parts.model.config.preset,
+            "strategy": c.distributed.strategy,
         }
 
     def _prepare_run_dir(self, resume: bool) -> None:
@@ -188,14 +205,25 @@ class Trainer:
 
     def _resume_from(self, folder: Path) -> None:
         parts = self.parts
-        snapshot = load_training_state(
-            folder, module=parts.trained, optimizer=parts.optimizer, ema=parts.ema
-        )
+        if self.sharded:
+            snapshot = load_sharded_state(
+                folder,
+                module=parts.trained,
+                optimizer=parts.optimizer,
+                ema=parts.ema,
+                trainable_only=self.config.mode == "lora",
+                context=self.context,
+            )
+        else:
+            snapshot = load_training_state(
+                folder, module=parts.trained, optimizer=parts.optimizer, ema=parts.ema
+            )
         current = self.settings()
         for key in RESUME_KEYS:
-            if snapshot.settings.get(key) != current[key]:
+            saved = snapshot.settings.get(key, SETTING_DEFAULTS.get(key))
+            if saved != current[key]:
                 raise TrainingError(
-                    f"{folder}: cannot resume: {key} was {snapshot.settings.get(key)!r} when "
+                    f"{folder}: cannot resume: {key} was {saved!r} when "
                     f"this checkpoint was written, the run now has {current[key]!r}; restore "
                     "the setting or start a new run_dir"
                 )
@@ -300,6 +328,7 @@ class Trainer:
             sync: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
             if isinstance(self.forward_module, DistributedDataParallel) and not last:
                 sync = self.forward_module.no_sync()
+            set_gradient_sync(parts.trained, last)
             with sync:
                 with parts.autocast():
                     output = parts.objective.loss(
@@ -310,7 +339,7 @@ class Trainer:
         grad_norm = None
         if config.optimizer.grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(parts.parameters, config.optimizer.grad_clip)
-            grad_norm = float(norm)
+            grad_norm = float(full_tensor(norm))
         parts.optimizer.step()
         if parts.ema is not None:
             parts.ema.update(parts.trained)
@@ -334,8 +363,9 @@ class Trainer:
                 device=self.context.device,
                 context=self.context,
                 autocast=parts.autocast,
+                lockstep=self.sharded,
             )
-            if self.context.is_main:
+            if self.context.is_main or self.sharded:  # sharded: every rank runs the model
                 self._write_samples(step)
         result.validation.append((step, loss))
         self.log.append(step=step, validation_loss=loss)
@@ -357,13 +387,13 @@ class Trainer:
             )
         elif self.config.mode in ("dit", "lora") and settings.prompts:
             with torch.random.fork_rng(devices=[]):
-                write_samples(parts.model, settings, folder)
+                write_samples(parts.model, settings, folder, write=self.context.is_main)
             parts.set_modes()
 
     def _checkpoint(self, step: int, result: FitResult) -> None:
         parts = self.parts
         rng = dist_utils.gather_objects(capture_rng(), self.context)
-        if self.context.is_main:
+        if self.context.is_main or self.sharded:
             epoch, index = self.plan.position(step)
             snapshot = TrainingSnapshot(
                 step=step,
@@ -379,7 +409,12 @@ class Trainer:
                 rng=rng,
                 metrics={"loss": result.losses[-1][1] if result.losses else None},
             )
-            save_training_state(
+            save = (
+                partial(save_sharded_state, context=self.context)
+                if self.sharded
+                else save_training_state
+            )
+            save(
                 self.run_dir,
                 snapshot,
                 module=parts.trained,
@@ -389,17 +424,22 @@ class Trainer:
                 optimizer=parts.optimizer,
                 ema=parts.ema,
             )
+        if self.context.is_main:
             prune_checkpoints(self.run_dir, self.config.checkpoints.keep_last)
         dist_utils.barrier(self.context)
 
     def _export(self, result: FitResult) -> Path:
         """Write the final bundle (EMA weights when enabled; LoRA merged) and the summary."""
         parts, target = self.parts, self.run_dir / FINAL_MODEL
-        if self.context.is_main:
+        if self.sharded:
             if parts.ema is not None:
+                parts.ema.copy_to(parts.trained)  # on every rank: each holds its shards
+            self._unshard_for_export()
+        if self.context.is_main:
+            if parts.ema is not None and not self.sharded:
                 parts.ema.copy_to(parts.trained)
             if self.config.mode == "lora":
-                from aiprod_trainer.lora import merge_lora, save_adapter
+                from aiprod_trainer.training.lora import merge_lora, save_adapter
 
                 save_adapter(
                     parts.trained, self.run_dir / ADAPTER_DIR, self.config.lora, parts.model.config
@@ -412,6 +452,24 @@ class Trainer:
             )
         dist_utils.barrier(self.context)
         return target
+
+    def _unshard_for_export(self) -> None:
+        """Gather the sharded transformer and, on rank 0, put a plain float32 copy of it in
+        the model (the run is over: nothing trains the sharded one again). Collective."""
+        parts = self.parts
+        full = full_state_dict(parts.trained)
+        if not self.context.is_main:
+            return
+        with torch.device("meta"):
+            plain: torch.nn.Module = VideoTransformer(parts.model.config.transformer)
+        if self.config.mode == "lora":
+            from aiprod_trainer.training.lora import add_lora
+
+            plain = add_lora(plain, self.config.lora)
+        plain.load_state_dict(full, assign=True)
+        plain.float()
+        parts.model.transformer = plain  # type: ignore[assignment]
+        parts.trained = plain
 
     def _record_in_model(self, steps: int) -> dict[str, Any]:
         """Store what the run learned besides weights in the model (see model_records);

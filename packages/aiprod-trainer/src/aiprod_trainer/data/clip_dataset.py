@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from aiprod_core.errors import AiprodError
 from aiprod_pipelines.video_io import VideoIOError, read_image, read_video
-from aiprod_trainer.manifest import Manifest, ManifestRecord, load_manifest
+from aiprod_trainer.data.manifest import Manifest, ManifestRecord, load_manifest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -11,7 +11,7 @@ reject them and :func:`write_manifest` could not preserve them, so a manifest th
 here loads everywhere.
 
 :func:`load_manifest` validates every line and reports all problems in one
-:class:`~aiprod_trainer.manifest_errors.ManifestError`; :func:`write_manifest` writes
+:class:`~aiprod_trainer.data.manifest_errors.ManifestError`; :func:`write_manifest` writes
 atomically, so a crash mid-write leaves the previous manifest intact.
 """
 
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aiprod_core.atomic import atomic_write_text
 from aiprod_core.documents import LINE_LIMITS, DocumentError, document_problem, parse_json
 from aiprod_core.problems import Problem, clip, validation_problems
-from aiprod_trainer.manifest_errors import (
+from aiprod_trainer.data.manifest_errors import (
     WHOLE_RECORD,
     ManifestError,
     ManifestFileError,

@@ -24,23 +24,23 @@ from aiprod_core.diffusion import FlowMatchSchedule
 from aiprod_core.errors import AiprodError
 from aiprod_core.models import AiprodModel, build_model, get_preset
 from aiprod_core.vae import VideoShapeError
-from aiprod_trainer.clip_dataset import ClipDataset
 from aiprod_trainer.config import TrainConfig
-from aiprod_trainer.distributed import DistributedContext
-from aiprod_trainer.ema import ExponentialMovingAverage
-from aiprod_trainer.latent_cache import LatentCache, LatentDataset
-from aiprod_trainer.latent_pairs import LatentPairError, PairedLatentDataset, paired_dataset
-from aiprod_trainer.loops import (
+from aiprod_trainer.data.clip_dataset import ClipDataset
+from aiprod_trainer.data.latent_cache import LatentCache, LatentDataset
+from aiprod_trainer.data.latent_pairs import LatentPairError, PairedLatentDataset, paired_dataset
+from aiprod_trainer.training.batches import dataset_buckets, mixed_seed
+from aiprod_trainer.training.distributed import DistributedContext
+from aiprod_trainer.training.ema import ExponentialMovingAverage
+from aiprod_trainer.training.lr_schedule import WarmupCosineSchedule
+from aiprod_trainer.training.objectives import (
     FlowMatchingObjective,
     FrameConditioning,
     Objective,
     UpsamplerObjective,
     VaeObjective,
     VaeReconstruction,
-    dataset_buckets,
-    mixed_seed,
 )
-from aiprod_trainer.lr_schedule import WarmupCosineSchedule
+from aiprod_trainer.training.sharding import shard
 
 LORA_INIT_STREAM = 2
 
@@ -88,7 +88,7 @@ def build_run(config: TrainConfig, context: DistributedContext) -> RunParts:
             "'auto' or 'cpu'"
         )
     autocast = _autocast_factory(config, device)
-    model = _initial_model(config).to(device)
+    model = initial_model(config).to(device)
     model.requires_grad_(False)
     if config.mode == "vae":
         trained: nn.Module = model.vae
@@ -101,13 +101,15 @@ def build_run(config: TrainConfig, context: DistributedContext) -> RunParts:
         trained = forward_module = model.upsampler
         trained.requires_grad_(True)
     else:
-        from aiprod_trainer.lora import add_lora
+        from aiprod_trainer.training.lora import add_lora
 
         with torch.random.fork_rng(devices=[]):  # adapters start from the seed alone
             torch.manual_seed(mixed_seed(config.seed, LORA_INIT_STREAM))
             trained = forward_module = add_lora(model.transformer, config.lora)
     if config.mode in ("dit", "lora"):
         model.transformer.gradient_checkpointing = config.training.gradient_checkpointing
+    if config.distributed.strategy == "fsdp":  # before the optimizer and EMA see parameters
+        shard(trained, model.transformer.blocks, config.distributed, context)
     dataset, validation_dataset = _datasets(config, model)
     objective = _objective(config, model, dataset, device)
     parameters = [p for p in trained.parameters() if p.requires_grad]
@@ -147,6 +149,8 @@ def _autocast_factory(
     config: TrainConfig, device: torch.device
 ) -> Callable[[], contextlib.AbstractContextManager[Any]]:
     precision = config.training.precision
+    if config.distributed.strategy == "fsdp":
+        return contextlib.nullcontext  # FSDP's mixed-precision policy casts instead
     if precision == "bf16" and device.type != "cuda":
         raise TrainingError(
             f"training.precision: bf16 autocast runs on CUDA only, and this run trains on "
@@ -157,7 +161,8 @@ def _autocast_factory(
     return contextlib.nullcontext
 
 
-def _initial_model(config: TrainConfig) -> AiprodModel:
+def initial_model(config: TrainConfig) -> AiprodModel:
+    """The model a run starts from: its `model.checkpoint`, or its preset seeded by `seed`."""
     if config.model.checkpoint is not None:
         model, _ = load_model(config.model.checkpoint)
         return model

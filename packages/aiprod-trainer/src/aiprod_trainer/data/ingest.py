@@ -33,7 +33,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from aiprod_core.errors import AiprodError
-from aiprod_trainer.buckets import Bucket, Shaped, nearest_bucket
+from aiprod_trainer.data.buckets import Bucket, Shaped, nearest_bucket
 
 Uint8Frames = npt.NDArray[np.uint8]
 
@@ -299,7 +299,7 @@ def fit_frames(frames: Uint8Frames, width: int, height: int) -> Uint8Frames:
 
 
 def choose_bucket(shape: Shaped, allowed: Iterable[Bucket]) -> Bucket | None:
-    """The nearest allowed bucket (see :mod:`aiprod_trainer.buckets`) with at most
+    """The nearest allowed bucket (see :mod:`aiprod_trainer.data.buckets`) with at most
     ``shape.frames`` frames, since clips are trimmed, never padded; None if there is none.
     """
     fitting = [bucket for bucket in allowed if bucket.frames <= shape.frames]

@@ -26,14 +26,14 @@ from aiprod_core.models import AiprodModel
 from aiprod_pipelines.pipelines import GenerationRequest, TextToVideoPipeline
 from aiprod_pipelines.video_io import write_video
 from aiprod_trainer.config import ValidationSection
-from aiprod_trainer.distributed import DistributedContext, all_reduce_sum
-from aiprod_trainer.loops import (
+from aiprod_trainer.training.batches import (
     VALIDATION_STREAM,
-    Objective,
     collate,
     dataset_buckets,
     item_generator,
 )
+from aiprod_trainer.training.distributed import DistributedContext, all_reduce_sum
+from aiprod_trainer.training.objectives import Objective
 
 AutocastFactory = Callable[[], contextlib.AbstractContextManager[Any]]
 
@@ -61,25 +61,33 @@ def heldout_loss(
     device: torch.device,
     context: DistributedContext | None = None,
     autocast: AutocastFactory = contextlib.nullcontext,
+    lockstep: bool = False,
 ) -> float:
     """The mean loss of ``module`` over the first ``max_items`` items of ``dataset``.
 
     ``module`` is what the objective calls (the transformer, or the VAE round trip); it is
     put in eval mode for the measurement and returned to its previous mode afterwards.
+    The processes split the batches; with ``lockstep`` (a sharded module, whose forward is
+    collective) every process runs the same number of forwards, a process out of batches
+    repeating its first one without counting it.
     """
     context = context or DistributedContext(device=device)
     batches = validation_batches(dataset, max_items, batch_size)
     was_training = module.training
     module.eval()
     total, count = 0.0, 0
+    own = batches[context.rank :: context.world_size]
+    rounds = -(-len(batches) // context.world_size) if lockstep else len(own)
     try:
-        for indices in batches[context.rank :: context.world_size]:
+        for turn in range(rounds):
+            indices = own[turn] if turn < len(own) else batches[0]
             batch = collate([dataset[i] for i in indices])
             generators = [item_generator(seed, VALIDATION_STREAM, 0, i) for i in indices]
             with autocast():
                 output = objective.loss(module, batch, generators, device, training=False)
-            total += float(output.loss) * len(indices)
-            count += len(indices)
+            if turn < len(own):
+                total += float(output.loss) * len(indices)
+                count += len(indices)
     finally:
         module.train(was_training)
     total, items = all_reduce_sum([total, float(count)], context)
@@ -114,10 +122,14 @@ def sample_requests(
     ]
 
 
-def write_samples(model: AiprodModel, settings: ValidationSection, folder: Path) -> list[Path]:
+def write_samples(
+    model: AiprodModel, settings: ValidationSection, folder: Path, *, write: bool = True
+) -> list[Path]:
     """Generate each of ``settings.prompts`` with the text-to-video pipeline into ``folder``.
 
-    The model is left in eval mode; the caller restores training modes.
+    ``write`` False generates without writing (the other ranks of a sharded model, whose
+    forward needs every rank). The model is left in eval mode; the caller restores
+    training modes.
     """
     pipeline = TextToVideoPipeline(model, progress=False)
     requests = sample_requests(
@@ -132,7 +144,10 @@ def write_samples(model: AiprodModel, settings: ValidationSection, folder: Path)
     written = []
     for index, request in enumerate(requests):
         video = pipeline(request)
-        written.append(write_video(folder / f"sample-{index:02d}.mp4", video.frames, fps=video.fps))
+        if write:
+            written.append(
+                write_video(folder / f"sample-{index:02d}.mp4", video.frames, fps=video.fps)
+            )
     return written
 
 

@@ -8,7 +8,7 @@ world of one.
 
 Data: every optimizer step consumes one *global batch* of ``batch_size * accumulation *
 world_size`` items of one bucket. :class:`StepBatches` turns step numbers into global
-batches (through :class:`~aiprod_trainer.latent_cache.BucketBatchSampler`, so the order
+batches (through :class:`~aiprod_trainer.data.latent_cache.BucketBatchSampler`, so the order
 is a pure function of the seed and the epoch) and gives each rank its micro-batches, so
 a resumed run, a run with more accumulation or a run on more processes sees the same items
 at the same step. Only rank 0 writes checkpoints, logs and videos.
@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from aiprod_trainer.bucket_sampler import BucketBatchSampler
+from aiprod_trainer.data.bucket_sampler import BucketBatchSampler
 
 TIMEOUT = datetime.timedelta(minutes=30)
 

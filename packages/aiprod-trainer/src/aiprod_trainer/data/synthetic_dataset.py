@@ -10,7 +10,7 @@ Layout of the output folder::
                                their captions, none of which any clip has; without any, a
                                file left by an earlier run is removed
 
-Clip ``i`` depends only on the seed and ``i`` (see :func:`aiprod_trainer.synthetic.sample_clip`),
+Clip ``i`` depends only on the seed and ``i`` (see :func:`aiprod_trainer.data.synthetic.sample_clip`),
 so the same arguments write files that decode to the same frames with the same captions.
 """
 
@@ -26,8 +26,8 @@ from aiprod_core.atomic import atomic_write_text
 from aiprod_core.documents import DocumentError, Limits, read_mapping
 from aiprod_core.problems import clip
 from aiprod_pipelines.video_io import write_mp4
-from aiprod_trainer.manifest import ManifestRecord, write_manifest
-from aiprod_trainer.synthetic import SyntheticSpace, parse_caption, render_clip, sample_clip
+from aiprod_trainer.data.manifest import ManifestRecord, write_manifest
+from aiprod_trainer.data.synthetic import SyntheticSpace, parse_caption, render_clip, sample_clip
 
 CLIPS_DIR = "clips"
 MANIFEST_NAME = "manifest.jsonl"
