@@ -134,6 +134,14 @@ def gpu_smoke(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none", default=False, tags=["gpu"])
+def gpu_check(session: nox.Session) -> None:
+    """Check the 19B paths on a CUDA host: gpu_smoke, training MFU, FSDP over NCCL, bf16 generation."""
+    script = SCRIPTS / "testing" / "gpu_check.py"
+    python = environments.cuda_environment(session, partial(environments.script_environment, session, script))  # fmt: skip
+    session.run(str(python), str(script), *session.posargs, external=True, env=RUN_ENV)
+
+
+@nox.session(venv_backend="none", default=False, tags=["gpu"])
 def gpu_tests(session: nox.Session) -> None:
     """Run the gpu-marked tests of every target on a CUDA host, with the host's torch."""
     requirements = [*workspace_packages(ROOT), *dependency_group(PYPROJECT, "scripts"),

@@ -231,4 +231,4 @@ def test_gpu_workflow_runs_the_gpu_sessions_on_the_cuda_runner(
         assert {"self-hosted", "cuda"} <= set(job["runs-on"])
     # The CUDA host's own torch is used: uv must not be pointed at the CPU build.
     assert "UV_TORCH_BACKEND" not in json.dumps(gpu)
-    assert sorted(tagged(sessions, "gpu")) == ["gpu_smoke", "gpu_tests"]
+    assert sorted(tagged(sessions, "gpu")) == ["gpu_check", "gpu_smoke", "gpu_tests"]

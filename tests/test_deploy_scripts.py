@@ -234,7 +234,9 @@ def test_deploy_rejects_bad_arguments(sandbox: Sandbox, args: list[str], message
     assert result.argv("kubectl") == []
 
 
-@pytest.mark.parametrize("script", ["deploy.sh", "validate.sh", "rollback.sh", "migrate.sh"])
+@pytest.mark.parametrize(
+    "script", ["deploy.sh", "validate.sh", "rollback.sh", "migrate.sh", "train.sh"]
+)
 def test_help(sandbox: Sandbox, script: str) -> None:
     result = sandbox.run(script, "--help")
     assert result.code == 0
@@ -250,7 +252,7 @@ def test_validate_runs_the_render_check(sandbox: Sandbox) -> None:
     assert result.argv("nox") == [
         ["-s", "deployment", "--", "render_manifests", "--check", "--env", "production"]
     ]
-    assert "5 manifests in deploy/kubernetes are up to date (production)" in result.out
+    assert "9 manifests in deploy/kubernetes are up to date (production)" in result.out
 
 
 def test_validate_reports_drift_with_exit_1(sandbox: Sandbox) -> None:
@@ -403,6 +405,9 @@ def test_migrate_verifies_the_registry_sha256(
 ) -> None:
     config = tmp_path / "config"
     shutil.copytree(REPO / "config", config)
+    train_config = tmp_path / "packages" / "aiprod-trainer" / "configs" / "dit-19b-fsdp.yaml"
+    train_config.parent.mkdir(parents=True)  # named by config/cloud/training.yaml
+    shutil.copyfile(REPO / train_config.relative_to(tmp_path), train_config)
     base = json.loads((config / "AIPROD.json").read_text())
     digest = hashlib.sha256(b"small weights").hexdigest()
     base["models"]["aiprod-small"]["sha256"] = digest
@@ -426,6 +431,168 @@ def test_migrate_verifies_the_registry_sha256(
     else:
         assert result.code == 1
         assert f"but the registry expects {digest} for aiprod-small" in result.err
+
+
+# ----------------------------------------------------------------------------- train.sh
+TRAINING = [
+    committed("training-volume.yaml"),
+    committed("training-config.yaml"),
+    committed("training-service.yaml"),
+    committed("training-job.yaml"),
+]
+APPLY_TRAINING = ["apply", *(arg for path in TRAINING for arg in ("-f", path))]
+WAIT = [
+    "wait",
+    "job/aiprod-train",
+    "--namespace",
+    "aiprod",
+    "--for=jsonpath={.status.ready}=2",
+    "--timeout=60m",
+]
+FOLLOW = [
+    "logs",
+    "--namespace",
+    "aiprod",
+    "--selector",
+    "batch.kubernetes.io/job-name=aiprod-train",
+    "--follow",
+    "--prefix",
+    "--tail=-1",
+    "--max-log-requests",
+    "2",
+]
+JOB_STATUS = ["get", "job", "aiprod-train", "--namespace", "aiprod"]
+
+
+def test_train_defaults_to_a_server_side_dry_run(sandbox: Sandbox) -> None:
+    sandbox.fake("nox", "kubectl")
+    result = sandbox.run("train.sh")
+    assert result.code == 0, result.err
+    assert result.argv("nox") == [["-s", "deployment", "--", "render_manifests", "--check"]]
+    assert result.argv("kubectl") == [[*APPLY_TRAINING, "--dry-run=server"]]
+    lines = result.out.splitlines()
+    assert f"would run: kubectl {' '.join(WAIT)}" in lines
+    assert f"would run: kubectl {' '.join(FOLLOW)}" in lines
+    assert lines[-1] == "dry run: nothing was changed; add --apply to launch training in production"
+
+
+def test_train_apply_launches_then_follows_every_pod(sandbox: Sandbox) -> None:
+    sandbox.fake("nox", "kubectl")
+    result = sandbox.run("train.sh", "--apply")
+    assert result.code == 0, result.err
+    assert result.argv("kubectl") == [APPLY_TRAINING, WAIT, FOLLOW, JOB_STATUS]
+    assert "launched training job aiprod-train in aiprod (2 nodes)" in result.out
+    (apply_call,) = [c for c in result.calls if c["argv"] == APPLY_TRAINING]
+    job = yaml.safe_load(apply_call["files"][committed("training-job.yaml")])
+    assert job["kind"] == "Job"
+    assert job["spec"]["completionMode"] == "Indexed"
+
+
+def test_train_restart_replaces_the_job_and_keeps_the_volume(sandbox: Sandbox) -> None:
+    sandbox.fake("nox", "kubectl")
+    delete = ["delete", "job", "aiprod-train", "--namespace", "aiprod", "--ignore-not-found"]
+    applied = sandbox.run("train.sh", "--apply", "--restart", "--no-follow")
+    assert applied.code == 0, applied.err
+    assert applied.argv("kubectl") == [[*delete, "--wait=true"], APPLY_TRAINING]
+    dry = sandbox.run("train.sh", "--restart")
+    assert dry.code == 0, dry.err
+    assert dry.argv("kubectl") == [
+        [*delete, "--dry-run=server"],
+        [*APPLY_TRAINING, "--dry-run=server"],
+    ]
+
+
+def test_train_logs_reads_the_committed_files_without_nox(sandbox: Sandbox) -> None:
+    sandbox.fake("kubectl")
+    result = sandbox.run("train.sh", "--logs")
+    assert result.code == 0, result.err
+    assert result.argv("kubectl") == [WAIT, FOLLOW, JOB_STATUS]
+    assert result.argv("nox") == []
+
+
+def test_train_logs_when_the_pods_do_not_start(sandbox: Sandbox) -> None:
+    sandbox.fake("kubectl")
+    result = sandbox.run("train.sh", "--logs", FAKE_KUBECTL_EXIT="1")
+    assert result.code == 1
+    assert result.err == (
+        "error: the 2 pods of job aiprod-train did not all start within an hour; see: "
+        "kubectl describe job aiprod-train --namespace aiprod\n"
+    )
+    assert result.argv("kubectl") == [WAIT]
+
+
+def test_train_delete_keeps_the_volume(sandbox: Sandbox) -> None:
+    sandbox.fake("kubectl")
+    remove = [
+        "delete",
+        "--ignore-not-found",
+        "-f",
+        committed("training-job.yaml"),
+        "-f",
+        committed("training-service.yaml"),
+        "-f",
+        committed("training-config.yaml"),
+    ]
+    dry = sandbox.run("train.sh", "--delete")
+    assert dry.code == 0, dry.err
+    assert dry.argv("kubectl") == [[*remove, "--dry-run=server"]]
+    assert (
+        "dry run: nothing was deleted; add --apply to delete training job aiprod-train" in dry.out
+    )
+    applied = sandbox.run("train.sh", "--delete", "--apply")
+    assert applied.argv("kubectl") == [remove]
+    assert "the volume claim aiprod-train-workspace is kept" in applied.out
+
+
+def test_train_staging_renders_into_a_temporary_folder(sandbox: Sandbox) -> None:
+    sandbox.fake("nox", "kubectl")
+    result = sandbox.run("train.sh", "--env", "staging", "--apply", "--no-follow")
+    assert result.code == 0, result.err
+    (nox_argv,) = result.argv("nox")
+    assert nox_argv[:6] == ["-s", "deployment", "--", "render_manifests", "--env", "staging"]
+    output = Path(nox_argv[nox_argv.index("--output") + 1])
+    assert not output.exists(), "the temporary folder is removed on exit"
+    (call,) = [c for c in result.calls if c["tool"] == "kubectl"]
+    assert call["argv"][0] == "apply"
+    assert call["argv"][2] == str(output / "training-volume.yaml")
+    job = yaml.safe_load(call["files"][str(output / "training-job.yaml")])
+    assert job["metadata"]["namespace"] == "aiprod-staging"
+    assert "launched training job aiprod-train in aiprod-staging (2 nodes)" in result.out
+
+
+def test_train_refuses_stale_committed_manifests(sandbox: Sandbox) -> None:
+    sandbox.fake("nox", "kubectl")
+    result = sandbox.run("train.sh", "--apply", FAKE_NOX_EXIT="1")
+    assert result.code == 1
+    assert "the committed manifests are not a fresh render of config/" in result.err
+    assert result.argv("kubectl") == []
+
+
+def test_train_without_kubectl_fails_clearly(sandbox: Sandbox) -> None:
+    sandbox.fake("nox")
+    result = sandbox.run("train.sh")
+    assert result.code == 127
+    assert result.err == (
+        "error: kubectl not found; install it or run deploy/scripts/validate.sh for an offline check\n"
+    )
+    assert result.calls == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bogus"], "error: unknown option: --bogus"),
+        (["--env"], "error: --env needs a value"),
+        (["--logs", "--restart"], "error: --restart and --no-follow go with a launch, not with --logs"),
+        (["--delete", "--no-follow"], "error: --restart and --no-follow go with a launch, not with --delete"),
+    ],
+)  # fmt: skip
+def test_train_rejects_bad_arguments(sandbox: Sandbox, args: list[str], message: str) -> None:
+    sandbox.fake("nox", "kubectl")
+    result = sandbox.run("train.sh", *args)
+    assert result.code == 2
+    assert message in result.err
+    assert result.calls == []
 
 
 # ------------------------------------------------------------------------------ image

@@ -151,7 +151,7 @@ def test_sessions_are_registered_with_docstrings_and_tags(noxfile: ModuleType) -
 
     registry = nox.registry.get()
     expected = {"tests", "coverage", "lint", "typecheck", "affected", "clean", "gpu_smoke",
-                "gpu_tests", "demo", *noxfile.SCRIPT_CATEGORIES}  # fmt: skip
+                "gpu_check", "gpu_tests", "demo", *noxfile.SCRIPT_CATEGORIES}  # fmt: skip
     assert expected <= set(registry)
     for name in expected:
         assert registry[name].__doc__, f"session {name} needs a one-line docstring"
@@ -162,6 +162,7 @@ def test_sessions_are_registered_with_docstrings_and_tags(noxfile: ModuleType) -
         "lint": {"ci"},
         "typecheck": {"ci"},
         "gpu_smoke": {"gpu"},
+        "gpu_check": {"gpu"},
         "gpu_tests": {"gpu"},
     }
 
@@ -211,7 +212,7 @@ def test_noxfile_is_a_table_of_contents() -> None:
     assert len((REPO / "noxfile.py").read_text().splitlines()) <= 200
 
 
-@pytest.mark.parametrize("session", ["gpu_smoke", "gpu_tests"])
+@pytest.mark.parametrize("session", ["gpu_smoke", "gpu_check", "gpu_tests"])
 def test_gpu_sessions_skip_naming_the_missing_device(
     noxfile: ModuleType, session: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

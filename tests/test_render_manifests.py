@@ -17,7 +17,14 @@ from kubernetes_validate.utils import all_versions
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "deploy" / "kubernetes"
-KUBERNETES_FILES = ("deployment.yaml", "service.yaml", "ingress.yaml")
+TRAINING_FILES = (
+    "training-volume.yaml",
+    "training-config.yaml",
+    "training-service.yaml",
+    "training-job.yaml",
+)
+KUBERNETES_FILES = ("deployment.yaml", "service.yaml", "ingress.yaml", *TRAINING_FILES)
+TRAIN_CONFIG = "packages/aiprod-trainer/configs/dit-19b-fsdp.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +34,13 @@ def render_script(load_script: Callable[[str], ModuleType]) -> ModuleType:
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    """A copy of the repository's config/ that a test may edit."""
+    """A copy of the repository's config/ that a test may edit, beside a copy of the
+    training config that config/cloud/training.yaml names."""
     target = tmp_path / "config"
     shutil.copytree(REPO / "config", target)
+    train_config = tmp_path / TRAIN_CONFIG
+    train_config.parent.mkdir(parents=True)
+    shutil.copyfile(REPO / TRAIN_CONFIG, train_config)
     return target
 
 
@@ -66,7 +77,7 @@ def test_check_passes_on_the_committed_manifests(
     render_script: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert render_script.main(["--check", "--config-dir", str(REPO / "config")]) == 0
-    assert "5 manifests in deploy/kubernetes are up to date (production)" in capsys.readouterr().out
+    assert "9 manifests in deploy/kubernetes are up to date (production)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in COMMITTED.glob("*.yaml")))
@@ -453,3 +464,238 @@ def test_malformed_custom_documents_are_reported(
     with pytest.raises(render_script.RenderError) as info:
         render_script.render(config_dir)
     assert expected in str(info.value)
+
+
+# ---------------------------------------------------------------------- training job
+def training_docs(
+    script: ModuleType, config_dir: Path = REPO / "config", env: str = "production"
+) -> dict[str, Any]:
+    rendered = docs(script.render(config_dir, env))
+    return {name: rendered[name] for name in TRAINING_FILES}
+
+
+def pod_of(job: dict[str, Any]) -> dict[str, Any]:
+    return job["spec"]["template"]["spec"]
+
+
+def mounts_of(container_doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {mount["mountPath"]: mount for mount in container_doc["volumeMounts"]}
+
+
+def test_training_job_runs_torchrun_on_every_node(render_script: ModuleType) -> None:
+    rendered = training_docs(render_script)
+    job = rendered["training-job.yaml"]
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
+    assert spec["backoffLimit"] == 6
+    assert spec["podFailurePolicy"]["rules"] == [
+        {
+            "action": "Ignore",
+            "onPodConditions": [{"status": "True", "type": "DisruptionTarget"}],
+        }
+    ]
+    pod = pod_of(job)
+    assert pod["restartPolicy"] == "Never"
+    assert pod["subdomain"] == rendered["training-service.yaml"]["metadata"]["name"]
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    assert pod["automountServiceAccountToken"] is False
+    (trainer,) = pod["containers"]
+    assert trainer["command"] == [
+        "/bin/sh",
+        "-c",
+        (
+            'if [ "$JOB_COMPLETION_INDEX" = 0 ]; then is_host=1; else is_host=0; fi; exec '
+            "torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d "
+            "--rdzv-endpoint aiprod-train-0.aiprod-train:29500 --rdzv-id aiprod-train "
+            "--rdzv-conf is_host=$is_host,join_timeout=1800 --max-restarts 3 "
+            "-m aiprod_trainer.cli /app/packages/aiprod-trainer/configs/dit-19b-fsdp.yaml --resume"
+        ),
+    ]
+    assert trainer["resources"]["limits"] == {
+        "cpu": "180",
+        "memory": "1400Gi",
+        "nvidia.com/gpu": "8",
+    }
+    assert trainer["ports"] == [{"containerPort": 29500, "name": "rendezvous", "protocol": "TCP"}]
+    server = docs(render_script.render(REPO / "config"))["deployment.yaml"]
+    assert trainer["image"] == container(server)["image"], "the server's image"
+    annotations = job["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["aiprod.dev/world-size"] == "16"
+    assert annotations["aiprod.dev/train-config"] == TRAIN_CONFIG
+
+
+def test_training_pods_mount_config_volume_and_shared_memory(render_script: ModuleType) -> None:
+    job = training_docs(render_script)["training-job.yaml"]
+    pod = pod_of(job)
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Gi"}
+    assert volumes["workspace"]["persistentVolumeClaim"] == {"claimName": "aiprod-train-workspace"}
+    assert volumes["train-config"]["configMap"] == {"name": "aiprod-train-config"}
+    mounts = mounts_of(pod["containers"][0])
+    assert mounts["/dev/shm"]["name"] == "dshm"
+    # The config is a file mount at its repository place below /app: its relative paths
+    # (../../../outputs/...) resolve into the shared volume's folders.
+    assert mounts[f"/app/{TRAIN_CONFIG}"] == {
+        "mountPath": f"/app/{TRAIN_CONFIG}",
+        "name": "train-config",
+        "readOnly": True,
+        "subPath": "dit-19b-fsdp.yaml",
+    }
+    for folder in ("data", "models", "outputs"):
+        assert mounts[f"/app/{folder}"] == {
+            "mountPath": f"/app/{folder}",
+            "name": "workspace",
+            "subPath": folder,
+        }
+    (prepare,) = pod["initContainers"]
+    assert prepare["command"][-1] == (
+        "mkdir -p /workspace/data /workspace/models /workspace/outputs && "
+        "chown 10001:10001 /workspace/data /workspace/models /workspace/outputs"
+    )
+    assert prepare["securityContext"]["capabilities"] == {"add": ["CHOWN"], "drop": ["ALL"]}
+    assert pod["securityContext"]["runAsUser"] == 10001
+
+
+def test_training_config_volume_and_service(render_script: ModuleType) -> None:
+    rendered = training_docs(render_script)
+    config_map = rendered["training-config.yaml"]
+    text = (REPO / TRAIN_CONFIG).read_text(encoding="utf-8")
+    assert config_map["data"] == {"dit-19b-fsdp.yaml": text}
+    assert "  dit-19b-fsdp.yaml: |\n    # Full training" in (
+        COMMITTED / "training-config.yaml"
+    ).read_text(encoding="utf-8"), "the file is committed as a readable literal block"
+    volume = rendered["training-volume.yaml"]["spec"]
+    assert volume == {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": "4Ti"}},
+        "storageClassName": "standard-rwx",
+    }
+    service = rendered["training-service.yaml"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    labels = rendered["training-job.yaml"]["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert labels["app.kubernetes.io/component"] == "training"
+    assert {doc["metadata"]["namespace"] for doc in rendered.values()} == {"aiprod"}
+
+
+def test_training_follows_training_yaml_and_the_environment(
+    render_script: ModuleType, config_dir: Path
+) -> None:
+    edit_yaml(
+        config_dir / "cloud" / "training.yaml",
+        lambda d: d.update(job_name="big-run", nodes=4, gpus_per_node=4, rendezvous_port=23456),
+    )
+    rendered = training_docs(render_script, config_dir, "staging")
+    job = rendered["training-job.yaml"]
+    assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (4, 4)
+    script = container(job)["command"][-1]
+    assert "--nnodes 4 --nproc-per-node 4 " in script
+    assert "--rdzv-endpoint big-run-0.big-run:23456 --rdzv-id big-run " in script
+    assert container(job)["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert pod_of(job)["subdomain"] == rendered["training-service.yaml"]["metadata"]["name"]
+    assert rendered["training-service.yaml"]["spec"]["ports"][0]["port"] == 23456
+    assert rendered["training-volume.yaml"]["metadata"]["name"] == "big-run-workspace"
+    assert rendered["training-config.yaml"]["metadata"]["name"] == "big-run-config"
+    assert {doc["metadata"]["namespace"] for doc in rendered.values()} == {"aiprod-staging"}
+    env = {item["name"]: item["value"] for item in container(job)["env"]}
+    assert (env["AIPROD_ENV"], env["AIPROD_LOGGING__LEVEL"]) == ("staging", "DEBUG")
+    assert job["spec"]["template"]["metadata"]["annotations"]["aiprod.dev/world-size"] == "16"
+
+
+@pytest.mark.parametrize(
+    ("value", "inside"),
+    [
+        ("../../../outputs/train/run", "/app/outputs/train/run"),
+        ("../../../data/latents", "/app/data/latents"),
+        ("run", "/app/packages/aiprod-trainer/configs/run"),
+        ("/scratch/run", "/scratch/run"),
+        ("~/run", "/tmp/run"),
+        ("~", "/tmp"),
+        ("../../../../../../../outputs", "/outputs"),
+    ],
+)
+def test_pod_train_path(render_script: ModuleType, value: str, inside: str) -> None:
+    assert render_script.pod_train_path(f"/app/{TRAIN_CONFIG}", value) == inside
+
+
+def edit_train_config(config_dir: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    edit_yaml(config_dir.parent / TRAIN_CONFIG, change)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            set_key(("run_dir",), "/scratch/run"),
+            (
+                f"{TRAIN_CONFIG}: run_dir: '/scratch/run' is /scratch/run in the training pods, "
+                "outside the shared volume (/app/data, /app/models, /app/outputs), so what is "
+                "there is lost with the pod; use a path below data/, models/ or outputs/ of the "
+                "repository, relative to the config's folder"
+            ),
+        ),
+        (
+            set_key(("data", "cache"), "~/latents"),
+            f"{TRAIN_CONFIG}: data.cache: '~/latents' is /tmp/latents in the training pods",
+        ),
+        (
+            set_key(("model",), {"checkpoint": "weights.safetensors"}),
+            (
+                f"{TRAIN_CONFIG}: model.checkpoint: 'weights.safetensors' is "
+                "/app/packages/aiprod-trainer/configs/weights.safetensors in the training pods"
+            ),
+        ),
+        (lambda d: d.pop("run_dir"), f"{TRAIN_CONFIG}: run_dir: expected a path on the shared volume"),
+        (set_key(("data", "cache"), ["a"]), f"{TRAIN_CONFIG}: data.cache: expected a path, got list"),
+    ],
+)  # fmt: skip
+def test_training_config_paths_must_be_on_the_shared_volume(
+    render_script: ModuleType,
+    config_dir: Path,
+    change: Callable[[dict[str, Any]], None],
+    expected: str,
+) -> None:
+    edit_train_config(config_dir, change)
+    with pytest.raises(render_script.RenderError) as info:
+        render_script.render(config_dir)
+    assert str(info.value).startswith(expected)
+
+
+def test_paths_into_the_volume_folders_render(render_script: ModuleType, config_dir: Path) -> None:
+    edit_train_config(
+        config_dir,
+        lambda d: d.update(
+            model={"checkpoint": "../../../models/pretrained/aiprod-19b.safetensors"},
+            run_dir="../../../outputs",
+        ),
+    )
+    job = docs(render_script.render(config_dir))["training-job.yaml"]
+    assert job["kind"] == "Job"
+
+
+def test_training_inputs_errors_end_the_script_with_one_message(
+    render_script: ModuleType,
+    config_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(config_dir.parent)
+    out = config_dir.parent / "out"
+    args = ["--config-dir", str(config_dir), "--output", str(out)]
+    edit_yaml(config_dir / "cloud" / "training.yaml", set_key(("nodes",), 0))
+    assert render_script.main(args) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: invalid configuration:\n  config/cloud/training.yaml: nodes: "
+        "Input should be greater than or equal to 1"
+    )
+    edit_yaml(config_dir / "cloud" / "training.yaml", set_key(("nodes",), 2))
+    (config_dir.parent / TRAIN_CONFIG).unlink()
+    assert render_script.main(args) == 2
+    assert capsys.readouterr().err == (
+        f"error: config/cloud/training.yaml: config: {TRAIN_CONFIG}: file not found\n"
+    )
+    (config_dir.parent / TRAIN_CONFIG).write_text("run_dir: x\n" + "#" * 1_000_000)
+    assert render_script.main(args) == 2
+    assert "is larger than 1000000 bytes" in capsys.readouterr().err
+    assert not out.exists()

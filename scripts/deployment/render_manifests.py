@@ -5,15 +5,20 @@
 """Render the Kubernetes and Cloud Run manifests in deploy/kubernetes/ from config/.
 
 Inputs, each loaded and validated by aiprod_core.config: config/AIPROD.json with
-config/env/<env>.yaml (load_config) and the deployment inputs
-config/cloud/{cloud-run,monitoring,logging}.yaml (load_cloud_config). Outputs, one
-document per file, keys sorted, under a "do not edit" header:
+config/env/<env>.yaml (load_config), the deployment inputs
+config/cloud/{cloud-run,monitoring,logging}.yaml (load_cloud_config), and the training
+job's config/cloud/training.yaml (load_training_job_config) with the training config it
+names. Outputs, one document per file, keys sorted, under a "do not edit" header:
 
   deployment.yaml          apps/v1 Deployment of the HTTP server
   service.yaml             v1 Service (ClusterIP, port 80 -> the serving port)
   ingress.yaml             networking.k8s.io/v1 Ingress with TLS
   alerts.yaml              monitoring.coreos.com/v1 PrometheusRule built from monitoring.yaml
   cloud-run-service.yaml   serving.knative.dev/v1 Service for `gcloud run services replace`
+  training-volume.yaml     v1 PersistentVolumeClaim (ReadWriteMany): data and checkpoints
+  training-config.yaml     v1 ConfigMap holding the training config
+  training-service.yaml    v1 headless Service: stable host names for the rendezvous
+  training-job.yaml        batch/v1 Indexed Job: torchrun on every node, c10d rendezvous
 
 The Kubernetes documents are checked against the API schemas of the cluster version named
 in cloud-run.yaml (kubernetes-validate, offline, strict); the PrometheusRule and the Knative
@@ -52,6 +57,12 @@ from aiprod_core.config import (
     load_cloud_config,
     load_config,
 )
+from aiprod_core.config.training_job import (
+    TRAINING_FILE,
+    TrainingJobConfig,
+    load_training_job_config,
+)
+from aiprod_core.documents import Limits, read_mapping
 from aiprod_core.errors import AiprodError
 from aiprod_core.problems import join_problems, validation_problems
 
@@ -148,6 +159,93 @@ class KnativeServiceDoc(_Doc):
 
 
 # ------------------------------------------------------------------------- planning
+#: Folders of the repository that the training job's shared volume holds: subPaths of the
+#: claim, mounted at the same place below /app, so the training config's paths (relative
+#: to its own folder, which is mounted at its place below /app too) mean what they mean
+#: in a checkout. Every path in the config must lead into one of them.
+WORKSPACE_FOLDERS = ("data", "models", "outputs")
+#: Keys of the training config that hold paths.
+TRAIN_PATH_KEYS: tuple[tuple[str, ...], ...] = (
+    ("run_dir",),
+    ("model", "checkpoint"),
+    ("data", "cache"),
+    ("data", "validation_cache"),
+    ("data", "low_res_cache"),
+    ("data", "validation_low_res_cache"),
+    ("data", "manifest"),
+    ("data", "validation_manifest"),
+)
+#: A ConfigMap holds at most 1 MiB, metadata included.
+CONFIG_MAP_LIMITS = Limits(max_bytes=1_000_000)
+#: HOME of the training pods (the one writable folder of the image's file system).
+POD_HOME = "/tmp"
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The training job's inputs and the text of the training config it runs."""
+
+    job: TrainingJobConfig
+    config_text: str
+
+    @property
+    def config_path(self) -> str:
+        """Where the training config lies in the pods: its repository path below /app."""
+        return posixpath.join(APP_DIR, self.job.config)
+
+    @property
+    def config_key(self) -> str:
+        """The training config's key in the ConfigMap: its file name."""
+        return posixpath.basename(self.job.config)
+
+
+def pod_train_path(config_path: str, value: str) -> str:
+    """Where aiprod-train finds a path of the config at ``config_path`` in a pod.
+
+    Relative paths are relative to the config file's folder; ``~`` is the pod's HOME.
+    """
+    if value == "~" or value.startswith("~/"):
+        return posixpath.normpath(POD_HOME + value[1:])
+    return posixpath.normpath(posixpath.join(posixpath.dirname(config_path), value))
+
+
+def _nested(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    node: Any = data
+    for key in keys:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def build_training_plan(config_dir: Path) -> TrainingPlan:
+    """Load training.yaml and the training config it names; its paths must be on the volume."""
+    job = load_training_job_config(config_dir)
+    where = f"config/cloud/{TRAINING_FILE}: config: {job.config}"
+    source = config_dir.parent / job.config
+    data = read_mapping(source, "yaml", where=where, limits=CONFIG_MAP_LIMITS, error=RenderError)
+    plan = TrainingPlan(job, source.read_text(encoding="utf-8"))
+    shared = [posixpath.join(APP_DIR, folder) for folder in WORKSPACE_FOLDERS]
+    if not isinstance(data.get("run_dir"), str):
+        raise RenderError(f"{job.config}: run_dir: expected a path on the shared volume")
+    for keys in TRAIN_PATH_KEYS:
+        value = _nested(data, keys)
+        if value is None:
+            continue
+        key = ".".join(keys)
+        if not isinstance(value, str):
+            raise RenderError(f"{job.config}: {key}: expected a path, got {type(value).__name__}")
+        inside = pod_train_path(plan.config_path, value)
+        if not any(inside == folder or inside.startswith(folder + "/") for folder in shared):
+            raise RenderError(
+                f"{job.config}: {key}: {value!r} is {inside} in the training pods, outside "
+                f"the shared volume ({', '.join(shared)}), so what is there is lost with the "
+                "pod; use a path below data/, models/ or outputs/ of the repository, "
+                "relative to the config's folder"
+            )
+    return plan
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything one render needs, validated and cross-checked."""
@@ -160,6 +258,7 @@ class Plan:
     site: EnvironmentSettings
     log: LogSettings
     models_root: str
+    training: TrainingPlan
 
     @property
     def name(self) -> str:
@@ -235,7 +334,10 @@ def build_plan(config_dir: Path, env: str, gpu: bool | None) -> Plan:
             + ", ".join(weights)
         )
     use_gpu = site.gpu if gpu is None else gpu
-    return Plan(env, use_gpu, cfg, cloud.cloud_run, cloud.monitoring, site, log, models_root)
+    training = build_training_plan(config_dir)
+    return Plan(
+        env, use_gpu, cfg, cloud.cloud_run, cloud.monitoring, site, log, models_root, training
+    )
 
 
 # ----------------------------------------------------------------------- rendering
@@ -507,6 +609,236 @@ def render_cloud_run(plan: Plan) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------- training job
+#: Seconds a training pod has after SIGTERM: torchrun gives its workers 30 s to write a
+#: checkpoint and exit, then kills them.
+TRAIN_GRACE_SECONDS = 60
+#: Seconds torchrun waits for every node to join a rendezvous: pods of a large job can
+#: start minutes apart (node scale-up, pulling the image).
+RENDEZVOUS_JOIN_TIMEOUT = 1800
+WORKSPACE_MOUNT = "/workspace"
+
+
+def _training_selector(plan: Plan) -> dict[str, str]:
+    name = plan.training.job.job_name
+    return {"app.kubernetes.io/instance": f"{name}-{plan.env}", "app.kubernetes.io/name": name}
+
+
+def _training_labels(plan: Plan) -> dict[str, str]:
+    return {
+        **_training_selector(plan),
+        "app.kubernetes.io/component": "training",
+        "app.kubernetes.io/managed-by": "render_manifests",
+        "app.kubernetes.io/part-of": plan.cfg.project.name,
+        "app.kubernetes.io/version": plan.cfg.project.version,
+    }
+
+
+def _training_metadata(plan: Plan, name: str) -> dict[str, Any]:
+    return {"labels": _training_labels(plan), "name": name, "namespace": plan.site.namespace}
+
+
+def torchrun_script(plan: Plan) -> str:
+    """The shell line each training pod runs: torchrun on its GPUs, c10d rendezvous.
+
+    Node 0 (``JOB_COMPLETION_INDEX`` 0, host name ``<job>-0``) hosts the rendezvous store:
+    torchrun's own guess compares host names, and ``<job>-0.<service>`` is not the pod's.
+    ``--resume`` makes every start, and every restart after a failure, continue from the
+    latest checkpoint in the run directory (a fresh start when there is none).
+    """
+    job = plan.training.job
+    endpoint = f"{job.job_name}-0.{job.job_name}:{job.rendezvous_port}"
+    torchrun = [
+        "torchrun",
+        f"--nnodes {job.nodes}",
+        f"--nproc-per-node {job.gpus_per_node}",
+        "--rdzv-backend c10d",
+        f"--rdzv-endpoint {endpoint}",
+        f"--rdzv-id {job.job_name}",
+        f"--rdzv-conf is_host=$is_host,join_timeout={RENDEZVOUS_JOIN_TIMEOUT}",
+        f"--max-restarts {job.max_restarts}",
+        f"-m aiprod_trainer.cli {plan.training.config_path} --resume",
+    ]
+    return (
+        'if [ "$JOB_COMPLETION_INDEX" = 0 ]; then is_host=1; else is_host=0; fi; exec '
+        + " ".join(torchrun)
+    )
+
+
+def _prepare_workspace(plan: Plan) -> dict[str, Any]:
+    """Init container: the volume's folders exist and belong to the unprivileged user.
+
+    A fresh ReadWriteMany volume (NFS) usually belongs to root and ignores fsGroup; this
+    container alone runs as root, with no capability but CHOWN, and touches only the
+    three top-level folders.
+    """
+    folders = " ".join(posixpath.join(WORKSPACE_MOUNT, folder) for folder in WORKSPACE_FOLDERS)
+    return {
+        "command": ["/bin/sh", "-c", f"mkdir -p {folders} && chown {RUN_AS}:{RUN_AS} {folders}"],
+        "image": plan.image,
+        "imagePullPolicy": "IfNotPresent",
+        "name": "prepare-workspace",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"add": ["CHOWN"], "drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": False,
+            "runAsUser": 0,
+        },
+        "volumeMounts": [{"mountPath": WORKSPACE_MOUNT, "name": "workspace"}],
+    }
+
+
+def render_training_volume(plan: Plan) -> dict[str, Any]:
+    storage = plan.training.job.storage
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _training_metadata(plan, f"{plan.training.job.job_name}-workspace"),
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": storage.size}},
+            "storageClassName": storage.storage_class,
+        },
+    }
+
+
+def render_training_config(plan: Plan) -> dict[str, Any]:
+    training = plan.training
+    return {
+        "apiVersion": "v1",
+        "data": {training.config_key: training.config_text},
+        "kind": "ConfigMap",
+        "metadata": _training_metadata(plan, f"{training.job.job_name}-config"),
+    }
+
+
+def render_training_service(plan: Plan) -> dict[str, Any]:
+    """Headless: gives each pod the DNS name ``<job>-<index>.<job>`` (the pods' subdomain)."""
+    job = plan.training.job
+    port = job.rendezvous_port
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _training_metadata(plan, job.job_name),
+        "spec": {
+            "clusterIP": "None",
+            "ports": [{"name": "rendezvous", "port": port, "protocol": "TCP", "targetPort": port}],
+            # Node 0's name must resolve before its pod is ready: it hosts the rendezvous.
+            "publishNotReadyAddresses": True,
+            "selector": _training_selector(plan),
+        },
+    }
+
+
+def render_training_job(plan: Plan) -> dict[str, Any]:
+    training = plan.training
+    job, resources = training.job, training.job.resources
+    workspace = [
+        {"mountPath": posixpath.join(APP_DIR, folder), "name": "workspace", "subPath": folder}
+        for folder in WORKSPACE_FOLDERS
+    ]
+    trainer = {
+        "command": ["/bin/sh", "-c", torchrun_script(plan)],
+        "env": [
+            {"name": "AIPROD_CONFIG_DIR", "value": CONFIG_DIR},
+            {"name": "AIPROD_ENV", "value": plan.env},
+            {"name": "AIPROD_LOGGING__LEVEL", "value": plan.log.level},
+            {"name": "HOME", "value": POD_HOME},
+        ],
+        "image": plan.image,
+        "imagePullPolicy": "IfNotPresent",
+        "name": "trainer",
+        "ports": [{"containerPort": job.rendezvous_port, "name": "rendezvous", "protocol": "TCP"}],
+        "resources": {
+            "limits": {
+                "cpu": resources.cpu,
+                "memory": resources.memory,
+                "nvidia.com/gpu": str(job.gpus_per_node),
+            },
+            "requests": {"cpu": resources.cpu, "memory": resources.memory},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+        },
+        "volumeMounts": [
+            # A file mount (subPath): the trainer resolves the config's relative paths
+            # against its real folder, which a ConfigMap folder mount would hide behind
+            # symlinks into a hidden subfolder.
+            {
+                "mountPath": training.config_path,
+                "name": "train-config",
+                "readOnly": True,
+                "subPath": training.config_key,
+            },
+            *workspace,
+            {"mountPath": "/dev/shm", "name": "dshm"},
+            {"mountPath": POD_HOME, "name": "tmp"},
+        ],
+    }
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "containers": [trainer],
+        "initContainers": [_prepare_workspace(plan)],
+        "nodeSelector": {"cloud.google.com/gke-accelerator": resources.accelerator},
+        "restartPolicy": "Never",
+        "securityContext": {
+            "fsGroup": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "subdomain": job.job_name,
+        "terminationGracePeriodSeconds": TRAIN_GRACE_SECONDS,
+        "tolerations": [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}],
+        "volumes": [
+            {"configMap": {"name": f"{job.job_name}-config"}, "name": "train-config"},
+            {
+                "name": "workspace",
+                "persistentVolumeClaim": {"claimName": f"{job.job_name}-workspace"},
+            },
+            {
+                "emptyDir": {"medium": "Memory", "sizeLimit": resources.shared_memory},
+                "name": "dshm",
+            },
+            {"emptyDir": {}, "name": "tmp"},
+        ],
+    }
+    annotations = {
+        "aiprod.dev/log-retention-days": str(plan.log.retention_days),
+        "aiprod.dev/train-config": job.config,
+        "aiprod.dev/world-size": str(job.world_size),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _training_metadata(plan, job.job_name),
+        "spec": {
+            "backoffLimit": job.backoff_limit,
+            "completionMode": "Indexed",
+            "completions": job.nodes,
+            "parallelism": job.nodes,
+            # Evicted or preempted pods (node upgrades, spot reclaims) are replaced without
+            # counting against backoffLimit; the replacement resumes from the checkpoint.
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "Ignore",
+                        "onPodConditions": [{"status": "True", "type": "DisruptionTarget"}],
+                    }
+                ]
+            },
+            "template": {
+                "metadata": {"annotations": annotations, "labels": _training_labels(plan)},
+                "spec": pod,
+            },
+        },
+    }
+
+
 # ---------------------------------------------------------------------- validation
 def check_schema(name: str, doc: dict[str, Any], version: str) -> None:
     """Validate a Kubernetes document against the API schemas of ``version`` (strict)."""
@@ -553,6 +885,18 @@ def validate_document(name: str, doc: dict[str, Any], version: str) -> None:
         check_schema(name, doc, version)
 
 
+class _Dumper(yaml.SafeDumper):
+    """YAML of plain data, with multi-line text (a ConfigMap's file) as a literal block."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_text)
+
+
 #: file name -> renderer, in the order files are written and reported.
 RENDERERS: dict[str, Callable[[Plan], dict[str, Any]]] = {
     "deployment.yaml": render_deployment,
@@ -560,6 +904,10 @@ RENDERERS: dict[str, Callable[[Plan], dict[str, Any]]] = {
     "ingress.yaml": render_ingress,
     "alerts.yaml": render_alerts,
     "cloud-run-service.yaml": render_cloud_run,
+    "training-volume.yaml": render_training_volume,
+    "training-config.yaml": render_training_config,
+    "training-service.yaml": render_training_service,
+    "training-job.yaml": render_training_job,
 }
 
 
@@ -571,7 +919,7 @@ def render(config_dir: Path, env: str = COMMITTED_ENV, gpu: bool | None = None) 
     for name, renderer in RENDERERS.items():
         doc = renderer(plan)
         validate_document(name, doc, plan.run.kubernetes_version)
-        body = yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, width=1000)
+        body = yaml.dump(doc, Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=1000)
         files[name] = f"{HEADER}# environment: {env}; variant: {variant}\n{body}"
     return files
 
