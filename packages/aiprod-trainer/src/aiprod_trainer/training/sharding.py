@@ -40,7 +40,9 @@ from torch.distributed.fsdp import (
 )
 from torch.distributed.tensor import DTensor
 
-from aiprod_trainer.config import DistributedSection
+from aiprod_core.models import TransformerConfig
+from aiprod_core.transformer import VideoTransformer
+from aiprod_trainer.config import DistributedSection, LoraSection
 from aiprod_trainer.training.distributed import DistributedContext
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -119,3 +121,21 @@ def full_state_dict(module: nn.Module) -> dict[str, Any]:
     """
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return get_model_state_dict(module, options=options)
+
+
+def unsharded_transformer(
+    trained: nn.Module, config: TransformerConfig, lora: LoraSection | None
+) -> nn.Module | None:
+    """A plain float32 transformer (with ``lora``'s adapters, for a LoRA run) holding the
+    sharded ``trained``'s weights, on rank 0; None on the other ranks. Collective."""
+    full = full_state_dict(trained)
+    if not full:
+        return None
+    with torch.device("meta"):
+        plain: nn.Module = VideoTransformer(config)
+    if lora is not None:
+        from aiprod_trainer.training.lora import add_lora
+
+        plain = add_lora(plain, lora)
+    plain.load_state_dict(full, assign=True)
+    return plain.float()

@@ -48,7 +48,6 @@ from tqdm import tqdm
 from aiprod_core.atomic import atomic_write_text
 from aiprod_core.checkpoints import save_checkpoint, sidecar_path
 from aiprod_core.threads import ThreadPolicy, ThreadRequest
-from aiprod_core.transformer import VideoTransformer
 from aiprod_trainer.config import TrainConfig
 from aiprod_trainer.training import distributed as dist_utils
 from aiprod_trainer.training.batches import TRAIN_STREAM, collate, dataset_buckets, item_generator
@@ -61,7 +60,7 @@ from aiprod_trainer.training.model_records import (
 from aiprod_trainer.training.run_log import RunLog
 from aiprod_trainer.training.run_setup import RunParts, TrainingError, build_run, seed_step
 from aiprod_trainer.training.sharded_state import load_sharded_state, save_sharded_state
-from aiprod_trainer.training.sharding import full_state_dict, full_tensor, set_gradient_sync
+from aiprod_trainer.training.sharding import full_tensor, set_gradient_sync, unsharded_transformer
 from aiprod_trainer.training.state import (
     TrainingSnapshot,
     capture_rng,
@@ -454,22 +453,14 @@ class Trainer:
         return target
 
     def _unshard_for_export(self) -> None:
-        """Gather the sharded transformer and, on rank 0, put a plain float32 copy of it in
-        the model (the run is over: nothing trains the sharded one again). Collective."""
+        """Put a plain float32 copy of the sharded transformer in the model on rank 0 (the
+        run is over: nothing trains the sharded one again). Collective."""
         parts = self.parts
-        full = full_state_dict(parts.trained)
-        if not self.context.is_main:
-            return
-        with torch.device("meta"):
-            plain: torch.nn.Module = VideoTransformer(parts.model.config.transformer)
-        if self.config.mode == "lora":
-            from aiprod_trainer.training.lora import add_lora
-
-            plain = add_lora(plain, self.config.lora)
-        plain.load_state_dict(full, assign=True)
-        plain.float()
-        parts.model.transformer = plain  # type: ignore[assignment]
-        parts.trained = plain
+        lora = self.config.lora if self.config.mode == "lora" else None
+        plain = unsharded_transformer(parts.trained, parts.model.config.transformer, lora)
+        if plain is not None:
+            parts.model.transformer = plain  # type: ignore[assignment]
+            parts.trained = plain
 
     def _record_in_model(self, steps: int) -> dict[str, Any]:
         """Store what the run learned besides weights in the model (see model_records);
