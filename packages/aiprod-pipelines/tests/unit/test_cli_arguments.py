@@ -118,7 +118,9 @@ def test_parsed_namespace_carries_torch_device_and_dtype() -> None:
 
     plain = parse_arguments(["p"])
     assert plain.torch_device is None
-    assert plain.torch_dtype is None
+    assert plain.torch_dtype is None  # the device's default: resolve_precision
+    assert plain.offload_text_encoder is False
+    assert parse_arguments(["p", "--offload-text-encoder"]).offload_text_encoder is True
     assert plain.output is None
     assert plain.width is None  # the model's default applies
     assert plain.image is None

@@ -256,9 +256,15 @@ def stub_generation(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return SimpleNamespace(model=None, model_config=get_preset("tiny"), source="stub")
 
     def run_pipeline(
-        loaded: object, request: ResolvedRequest, args: object, images: list[ImageCondition]
+        loaded: object,
+        request: ResolvedRequest,
+        args: object,
+        images: list[ImageCondition],
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> SimpleNamespace:
         seen["request"], seen["images"] = request, images
+        seen["device"], seen["dtype"] = device, dtype
         shape = (request.frames, request.height, request.width, 3)
         return SimpleNamespace(frames=torch.zeros(shape, dtype=torch.uint8))
 

@@ -18,10 +18,14 @@ from aiprod_core.registry import RegistryError
 from aiprod_core.text import TextEmbedding
 from aiprod_pipelines.pipelines import (
     RANDOM_WEIGHTS_SOURCE,
+    GenerationRequest,
     ModelLoadError,
+    TextToVideoPipeline,
     default_device,
     load_model,
+    resolve_precision,
 )
+from aiprod_pipelines.pipelines.base import OFFLOAD_DEVICE
 from aiprod_pipelines.pipelines.loading import place_model
 
 
@@ -179,6 +183,31 @@ def test_place_model_moves_a_pretrained_adapter_separately() -> None:
     assert next(model.parameters()).dtype == torch.float64
     place_model(model, torch.device("cpu"), None)
     assert adapter.moved_to == [torch.device("cpu")]
+
+
+def test_an_offloaded_pretrained_adapter_moves_only_around_the_encoding() -> None:
+    adapter = FakeAdapter()
+    model = AiprodModel(TINY, text_encoder=adapter)
+    pipeline = TextToVideoPipeline(model, device="cpu", progress=False, offload_text_encoder=True)
+    cpu = torch.device("cpu")
+    moves = [torch.device(device) for device in adapter.moved_to]
+    assert moves == [cpu, OFFLOAD_DEVICE]  # placed with the model, then parked
+    pipeline.encode(GenerationRequest("a kite", negative_prompt="fog"))
+    assert [torch.device(device) for device in adapter.moved_to[2:]] == [
+        pipeline.device,
+        OFFLOAD_DEVICE,
+    ]
+
+
+def test_resolve_precision_defaults_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_precision(None, None) == (torch.device("cpu"), torch.float32)
+    assert resolve_precision("cpu", "bf16") == (torch.device("cpu"), torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert resolve_precision(None, "auto") == (torch.device("cuda"), torch.bfloat16)
+    assert resolve_precision("cuda:1", torch.float32) == (torch.device("cuda:1"), torch.float32)
+    assert resolve_precision("cpu", None) == (torch.device("cpu"), torch.float32)
 
 
 def flip_last_tensor_byte(path: Path) -> None:

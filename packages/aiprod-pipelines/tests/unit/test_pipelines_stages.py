@@ -144,6 +144,23 @@ def test_decode_tiled_and_untiled_agree(monkeypatch: pytest.MonkeyPatch) -> None
     torch.testing.assert_close(tiled, whole, atol=1e-4, rtol=0)
 
 
+def test_decode_with_a_memory_budget_tiles_to_fit_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    vae = CausalVideoVAE(TINY.vae).eval()
+    latents = torch.randn(1, 8, 2, 4, 40, generator=torch.Generator().manual_seed(3))
+    budget = vae.plan_tiles((2, 4, 40), 1 << 40).peak_bytes - 1  # one byte short of untiled
+    plan = vae.plan_tiles((2, 4, 40), budget)
+    assert plan.tiles == (1, 1, 2)
+    assert plan.peak_bytes <= budget
+    with torch.inference_mode():
+        whole = decode_latents(vae, latents)  # small: one piece
+        monkeypatch.setattr(vae, "decode", lambda latents: pytest.fail("decoded in one piece"))
+        exact = decode_latents(vae, latents, memory_budget=budget)
+        blended = decode_latents(vae, latents, memory_budget=budget, tile_mode="blended")
+    torch.testing.assert_close(exact, whole, atol=1e-4, rtol=0)
+    assert 0 < (blended - whole).abs().max().item() < 0.12  # approximate overlaps
+
+
 def test_decode_casts_latents_to_the_vae_dtype() -> None:
     torch.manual_seed(0)
     vae = CausalVideoVAE(TINY.vae).to(torch.float64).eval()

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+import torch
 import uvicorn
 
 from aiprod_pipelines.server import cli
@@ -163,8 +164,25 @@ def test_serves_on_the_configured_host_and_port(
     err = capsys.readouterr().err
     assert "RANDOM WEIGHTS of preset 'tiny' (untrained)" in err
     assert "on http://127.0.0.1:8123" in err
+    assert "(float32 on cpu)" in err  # serving.dtype "auto" on the CPU
     assert "auth off" in err
     assert logging.getLogger().level == logging.DEBUG
+
+
+def test_dtype_flag_and_offload_setting_reach_the_generator(
+    config_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    recorded: list[RecordingServer],
+) -> None:
+    monkeypatch.setenv("AIPROD_SERVING__OFFLOAD_TEXT_ENCODER", "true")
+    assert cli.main(["--random-weights", "--device", "cpu", "--dtype", "bf16"]) == 0
+    (server,) = recorded
+    generator = server.config.app.state.server.generator
+    assert generator.torch_dtype is torch.bfloat16
+    assert generator.offload_text_encoder is True
+    err = capsys.readouterr().err
+    assert "(bfloat16 on cpu, text encoder offloaded to the CPU)" in err
 
 
 def test_flags_and_environment_override_the_config(

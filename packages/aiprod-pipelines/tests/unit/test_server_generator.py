@@ -227,3 +227,60 @@ def test_the_tiny_pipeline_validates_and_generates(config: AiprodConfig) -> None
         generator.generate(unseeded, lambda s, t: None),
         generator.generate(request.model_copy(update={"seed": 0}), lambda s, t: None),
     )
+
+
+def with_serving(config: AiprodConfig, **serving: object) -> AiprodConfig:
+    return config.model_copy(update={"serving": config.serving.model_copy(update=serving)})
+
+
+def test_the_dtype_comes_from_serving_dtype_unless_given(
+    config: AiprodConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    auto = PipelineVideoGenerator(config)
+    assert (auto.torch_device, auto.torch_dtype) == (torch.device("cpu"), torch.float32)
+    assert auto.offload_text_encoder is False
+    configured = with_serving(config, dtype="bfloat16", offload_text_encoder=True)
+    chosen = PipelineVideoGenerator(configured, device="cpu")
+    assert chosen.torch_dtype is torch.bfloat16
+    assert chosen.offload_text_encoder is True
+    given = PipelineVideoGenerator(
+        configured, device="cpu", dtype="fp32", offload_text_encoder=False
+    )
+    assert given.torch_dtype is torch.float32
+    assert given.offload_text_encoder is False
+
+
+def test_auto_is_bfloat16_on_a_cuda_device_with_bf16_tensor_cores(
+    config: AiprodConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    generator = PipelineVideoGenerator(config)
+    assert (generator.torch_device, generator.torch_dtype) == (
+        torch.device("cuda"),
+        torch.bfloat16,
+    )
+    assert PipelineVideoGenerator(config, device="cpu").torch_dtype is torch.float32
+
+
+def test_a_device_torch_does_not_know_is_a_setup_error(config: AiprodConfig) -> None:
+    with pytest.raises(ServerSetupError, match=r"--device 'gpu0' is not a torch device"):
+        PipelineVideoGenerator(config, device="gpu0")
+    with pytest.raises(ServerSetupError, match=r"--dtype: unknown dtype 'int4'"):
+        PipelineVideoGenerator(config, device="cpu", dtype="int4")
+
+
+def test_the_loaded_model_runs_in_the_chosen_dtype_with_the_encoder_offloaded(
+    config: AiprodConfig,
+) -> None:
+    configured = with_serving(config, dtype="bfloat16", offload_text_encoder=True)
+    generator = PipelineVideoGenerator(configured, random_weights=True, device="cpu")
+    generator.load()
+    request = VideoRequest(prompt="dusk", width=16, height=16, frames=5, steps=1)
+    frames = generator.generate(request.resolved(generator.defaults()), lambda s, t: None)
+    assert tuple(frames.shape) == (5, 16, 16, 3)
+    pipeline = generator._pipeline
+    assert pipeline is not None
+    assert pipeline.offload_text_encoder is True
+    assert {p.dtype for p in pipeline.model.transformer.parameters()} == {torch.bfloat16}

@@ -1,6 +1,22 @@
 """Rebuild a model from a checkpoint: build it on the meta device from the stored config,
 then move the stored tensors in (``load_state_dict(..., assign=True)``), so no memory is
-spent on weights that are overwritten at once."""
+spent on weights that are overwritten at once.
+
+Loading a safetensors checkpoint, in order:
+
+1. read the header (config, component, tensor names and shapes; no tensor data);
+2. build the module on the meta device and check that the file's names and shapes fit it,
+   so a wrong file fails before anything is allocated;
+3. verify the file's sha256 (streamed, no tensor copy);
+4. read the tensors one at a time straight onto the target device, each cast to the
+   target dtype as it is read (``read_checkpoint``), and assign them to the module.
+
+Besides the finished module, at most one tensor in its stored dtype is held at a time: an
+fp32 file loaded in bf16 never has an fp32 copy of the model in memory. The cast is
+``model.to(dtype)``'s: floating-point tensors, buffers included, take ``dtype`` (RoPE is
+computed and latent statistics are applied in float32 whatever they are stored in);
+integer tensors keep theirs.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +29,13 @@ from torch import nn
 
 from aiprod_core.checkpoints.digest import warn_once
 from aiprod_core.checkpoints.errors import CheckpointError
-from aiprod_core.checkpoints.files import Checkpoint, read_checkpoint
+from aiprod_core.checkpoints.files import (
+    CheckpointInfo,
+    _existing_file,
+    _is_pickle,
+    inspect_checkpoint,
+    read_checkpoint,
+)
 from aiprod_core.checkpoints.header import FORMAT_KEY
 from aiprod_core.models.configs import ModelConfig
 
@@ -146,57 +168,102 @@ def load_component(
 
     ``component`` (when given) is the kind of module expected, e.g. ``"vae"``; ``expected``
     is the model config it must match. The sha256 checked is ``sha256``, else the
-    sidecar's. A pickle file needs ``allow_pickle=True``, and ``expected`` and
-    ``component`` because it stores neither.
+    sidecar's. The weights land on ``device`` in ``dtype`` (None: as stored) without a copy
+    of the model in the stored dtype (see the module's docs). A pickle file needs
+    ``allow_pickle=True``, and ``expected`` and ``component`` because it stores neither;
+    it is read whole, then checked.
     """
-    checkpoint = read_checkpoint(
-        path, sha256=sha256, device=device, dtype=dtype, allow_pickle=allow_pickle
-    )
-    config, kind = _identity(checkpoint, component, expected)
+    header = _safetensors_header(Path(path), allow_pickle)
+    if header is None:
+        checkpoint = read_checkpoint(
+            path, sha256=sha256, device=device, dtype=dtype, allow_pickle=True
+        )
+        config, kind = _identity(
+            checkpoint.path, checkpoint.config, checkpoint.component, component, expected
+        )
+        module = _build(config, kind, checkpoint.path, checkpoint.metadata, device)
+        shapes = {name: tuple(tensor.shape) for name, tensor in checkpoint.tensors.items()}
+        _check_fit(module, shapes, checkpoint.path, kind)
+        _assign_state(module, checkpoint.tensors, checkpoint.path, kind)
+        return module, config
+    path = header.path
+    config, kind = _identity(path, header.config, header.component, component, expected)
+    module = _build(config, kind, path, header.metadata, device)
+    stored = {name: info.shape for name, info in header.tensors.items()}
+    stored.update({alias: stored[name] for alias, name in header.aliases.items()})
+    gaps = _format1_gaps(module, stored) if header.metadata.get(FORMAT_KEY) == "1" else {}
+    _check_fit(module, {**stored, **gaps}, path, kind)
+    checkpoint = read_checkpoint(path, sha256=sha256, device=device, dtype=dtype)
+    filled = _format1_fill_in(gaps, path, torch.device(device), dtype)
+    _assign_state(module, {**checkpoint.tensors, **filled}, path, kind)
+    return module, config
+
+
+def _safetensors_header(path: Path, allow_pickle: bool) -> CheckpointInfo | None:
+    """The checkpoint's header; None for a pickle file that ``allow_pickle`` lets be read."""
+    if allow_pickle and _is_pickle(_existing_file(path)):
+        return None
+    return inspect_checkpoint(path)
+
+
+def _build(
+    config: ModelConfig,
+    kind: str,
+    path: Path,
+    metadata: Mapping[str, str],
+    device: str | torch.device,
+) -> nn.Module:
+    """The module of ``kind`` built on the meta device, refusing kinds this version lacks."""
     if kind not in COMPONENTS:
         raise CheckpointError(
-            f"{checkpoint.path}: holds an unknown component {kind!r}; "
-            f"expected one of: {', '.join(COMPONENTS)}"
+            f"{path}: holds an unknown component {kind!r}; expected one of: {', '.join(COMPONENTS)}"
         )
-    old_format = checkpoint.metadata.get(FORMAT_KEY) == "1"
-    if old_format and kind in ("bundle", "transformer"):
+    if metadata.get(FORMAT_KEY) == "1" and kind in ("bundle", "transformer"):
         raise CheckpointError(
-            f"{checkpoint.path}: is a format 1 {kind} checkpoint, whose transformer (per-block "
+            f"{path}: is a format 1 {kind} checkpoint, whose transformer (per-block "
             "modulation, positions on the token grid) does not fit this version of AIPROD. "
             "Regenerate it: `nox -s demo -- --retrain` rebuilds aiprod-tiny; for your own "
             "models, train the transformer again with aiprod-train (mode dit) on a latent "
             "cache made with the current version"
         )
-    module = COMPONENTS[kind](config, torch.device(device))
-    tensors = checkpoint.tensors
-    if old_format:
-        tensors = _with_identity_statistics(module, tensors, checkpoint.path)
-    _assign_state(module, tensors, checkpoint.path, kind)
-    return module, config
+    return COMPONENTS[kind](config, torch.device(device))
 
 
-def _with_identity_statistics(
-    module: nn.Module, tensors: Mapping[str, torch.Tensor], path: Path
+def _format1_gaps(
+    module: nn.Module, stored: Mapping[str, tuple[int, ...]]
+) -> dict[str, tuple[int, ...]]:
+    """Names (and shapes) of ``module`` that a format 1 file holding ``stored`` lacks and
+    loading fills in: the VAE's latent statistics and the upsampler's step count."""
+    return {
+        name: tuple(tensor.shape)
+        for name, tensor in module.state_dict(keep_vars=True).items()
+        if name.endswith((*STATISTICS, TRAINED_STEPS)) and name not in stored
+    }
+
+
+def _format1_fill_in(
+    gaps: Mapping[str, tuple[int, ...]],
+    path: Path,
+    device: torch.device,
+    dtype: torch.dtype | None,
 ) -> dict[str, torch.Tensor]:
-    """``tensors`` plus what a format 1 file lacks for ``module`` (built on the meta device):
-    identity latent statistics (noted once) and an upsampler step count of 0."""
-    filled = dict(tensors)
-    wanted = module.state_dict(keep_vars=True)
-    for name in wanted:
-        if name.endswith(TRAINED_STEPS) and name not in tensors:
-            filled[name] = torch.zeros((), dtype=torch.int64)  # never trained before format 2
-    missing = [name for name in wanted if name.endswith(STATISTICS) and name not in tensors]
-    if not missing:
-        return filled
-    for name in missing:
-        shape = wanted[name].shape
-        filled[name] = torch.zeros(shape) if name.endswith("mean") else torch.ones(shape)
-    warn_once(
-        path,
-        "%s: has no latent statistics (written before the VAE stored them), so its latents "
-        "are used unnormalised (mean 0, std 1); a VAE trained again with aiprod-train "
-        "(mode vae) measures and stores them",
-    )
+    """The tensors of ``gaps`` on ``device``: an upsampler step count of 0 (none was
+    trained before format 2) and identity latent statistics in ``dtype`` (noted once)."""
+    floating = torch.float32 if dtype is None else dtype
+    filled: dict[str, torch.Tensor] = {}
+    for name, shape in gaps.items():
+        if name.endswith(TRAINED_STEPS):
+            filled[name] = torch.zeros(shape, dtype=torch.int64, device=device)
+        else:
+            value = 0.0 if name.endswith("mean") else 1.0
+            filled[name] = torch.full(shape, value, dtype=floating, device=device)
+    if any(name.endswith(STATISTICS) for name in gaps):
+        warn_once(
+            path,
+            "%s: has no latent statistics (written before the VAE stored them), so its "
+            "latents are used unnormalised (mean 0, std 1); a VAE trained again with "
+            "aiprod-train (mode vae) measures and stores them",
+        )
     return filled
 
 
@@ -226,34 +293,38 @@ def load_model(
 
 
 def _identity(
-    checkpoint: Checkpoint, component: str | None, expected: ModelConfig | None
+    path: Path,
+    config: ModelConfig | None,
+    kind: str | None,
+    component: str | None,
+    expected: ModelConfig | None,
 ) -> tuple[ModelConfig, str]:
-    """The config and component to build, checked against what the caller expects."""
-    path = checkpoint.path
-    if checkpoint.config is None or checkpoint.component is None:
+    """The config and component to build (the file's ``config`` and ``kind``), checked
+    against what the caller expects."""
+    if config is None or kind is None:
         if expected is None or component is None:
             raise CheckpointError(
                 f"{path}: a pickle file stores no model config or component; pass "
                 "expected=<ModelConfig> and component=<name> to load it"
             )
         return expected, component
-    kind = checkpoint.component
     if component is not None and kind != component:
         raise CheckpointError(
             f"{path}: holds a {kind!r} checkpoint; expected a {component!r} checkpoint"
         )
     if expected is not None:
-        check_config(path, checkpoint.config, expected, kind)
-    return checkpoint.config, kind
+        check_config(path, config, expected, kind)
+    return config, kind
 
 
-def _assign_state(
-    module: nn.Module, tensors: Mapping[str, torch.Tensor], path: Path, kind: str
+def _check_fit(
+    module: nn.Module, shapes: Mapping[str, tuple[int, ...]], path: Path, kind: str
 ) -> None:
-    """Load ``tensors`` into a meta-built ``module`` strictly, keeping tied weights tied."""
+    """A CheckpointError unless the names and ``shapes`` a file holds are exactly the state
+    of ``module``, so a file that does not fit fails before its tensors are read."""
     wanted = module.state_dict(keep_vars=True)
-    missing = [name for name in wanted if name not in tensors]
-    unexpected = [name for name in tensors if name not in wanted]
+    missing = [name for name in wanted if name not in shapes]
+    unexpected = [name for name in shapes if name not in wanted]
     if missing or unexpected:
         parts = [
             f"{label} {len(names)} tensor(s): {_names(names)}"
@@ -264,15 +335,22 @@ def _assign_state(
             f"{path}: does not fit the {kind} built from its config ({'; '.join(parts)})"
         )
     wrong = [
-        f"{name} (file {tuple(tensors[name].shape)}, model {tuple(tensor.shape)})"
+        f"{name} (file {tuple(shapes[name])}, model {tuple(tensor.shape)})"
         for name, tensor in wanted.items()
-        if tensors[name].shape != tensor.shape
+        if tuple(shapes[name]) != tuple(tensor.shape)
     ]
     if wrong:
         raise CheckpointError(
             f"{path}: tensor shapes do not fit the {kind} built from its config: {_names(wrong)}"
         )
-    tied = _tied_names(wanted)
+
+
+def _assign_state(
+    module: nn.Module, tensors: Mapping[str, torch.Tensor], path: Path, kind: str
+) -> None:
+    """Load ``tensors`` (checked by ``_check_fit``) into a meta-built ``module`` strictly,
+    keeping tied weights tied."""
+    tied = _tied_names(module.state_dict(keep_vars=True))
     module.load_state_dict(tensors, strict=True, assign=True)
     for alias, name in tied.items():
         _set_tensor(module, alias, _get_tensor(module, name))

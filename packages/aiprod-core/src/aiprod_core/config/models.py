@@ -76,6 +76,16 @@ class ServingConfig(_Strict):
     max_steps: int = Field(default=50, ge=1)
     max_prompt_length: int = Field(default=2000, ge=1, description="characters")
     output_retention: int = Field(default=100, ge=1, description="finished videos kept on disk")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="weights and compute dtype of the served model; auto: bfloat16 on a "
+        "CUDA device with bf16 tensor cores, float32 elsewhere (aiprod_core.precision)",
+    )
+    offload_text_encoder: bool = Field(
+        default=False,
+        description="keep the text encoder on the CPU between requests and move it to the "
+        "device only to encode prompts (frees its device memory for the transformer)",
+    )
 
 
 class LoggingConfig(_Strict):

@@ -19,15 +19,14 @@ import torch
 from torch import nn
 
 from aiprod_core.models.configs import VAEConfig
+from aiprod_core.vae.decode_memory import default_memory_budget
 from aiprod_core.vae.decoder import Decoder
 from aiprod_core.vae.distribution import DiagonalGaussian
 from aiprod_core.vae.encoder import Encoder
 from aiprod_core.vae.normalization import LatentStatistics
 from aiprod_core.vae.shapes import VideoGeometry, VideoShapeError
-from aiprod_core.vae.tiling import ReceptiveField, decode_tiled, receptive_field
-
-MIN_DEFAULT_TILE = (16, 32, 32)
-"""Lower bound of the default (t, h, w) latent tile of :meth:`CausalVideoVAE.decode_tiled`."""
+from aiprod_core.vae.tile_plan import TilePlan, default_overlap, plan_tiles
+from aiprod_core.vae.tiling import ReceptiveField, TileError, decode_tiled, receptive_field
 
 
 def _check_tensor(tensor: torch.Tensor, name: str, layout: str, channels: int) -> None:
@@ -85,35 +84,74 @@ class CausalVideoVAE(nn.Module):
         """How far the decoder reaches; ``.exact_overlap()`` makes tiled decoding exact."""
         return receptive_field(self.decoder)
 
+    def plan_tiles(
+        self,
+        latent_shape: tuple[int, int, int],
+        memory_budget: int | None = None,
+        mode: str = "exact",
+        overlap: tuple[int, int, int] | None = None,
+    ) -> TilePlan:
+        """The tiles :meth:`decode_tiled` uses for latents of ``(T, h, w)`` within
+        ``memory_budget`` bytes (default: :func:`default_memory_budget` of the VAE's device),
+        in the VAE's dtype (see :mod:`aiprod_core.vae.tile_plan`)."""
+        parameter = next(self.decoder.parameters())
+        budget = default_memory_budget(parameter.device) if memory_budget is None else memory_budget
+        size = parameter.element_size()
+        return plan_tiles(self.config, latent_shape, budget, size, mode, overlap)
+
+    def auto_tile_mode(
+        self, latent_shape: tuple[int, int, int], memory_budget: int | None = None
+    ) -> str:
+        """``"exact"`` when exact tiles of ``(T, h, w)`` latents fit ``memory_budget``, else
+        ``"blended"``: at aiprod-19b sizes the exact overlap (more latent frames and rows than
+        a 121 x 768 x 1280 clip has) needs ~117 GiB, blended tiles fit 16 GiB."""
+        try:
+            self.plan_tiles(latent_shape, memory_budget, "exact")
+        except TileError:
+            return "blended"
+        return "exact"
+
     def decode_tiled(
         self,
         latents: torch.Tensor,
         tile_latent_size: tuple[int, int, int] | None = None,
         overlap: tuple[int, int, int] | None = None,
+        *,
+        memory_budget: int | None = None,
+        mode: str = "exact",
     ) -> torch.Tensor:
         """Decode in overlapping (t, h, w) latent tiles to bound peak memory.
 
-        Spatial tiles are blended with linear ramps; in time the overlap is causal context
-        (see :mod:`aiprod_core.vae.tiling`). With ``overlap >=
+        ``mode="auto"`` is exact when exact tiles fit the budget, else blended
+        (:meth:`auto_tile_mode`). ``mode="exact"`` (the default) blends spatial tiles with ramps that skip the
+        receptive-field margin and gives temporal tiles causal context: with ``overlap >=
         receptive_field().exact_overlap()`` the result equals :meth:`decode` up to float
-        rounding. By default ``overlap`` is that exact overlap, capped at half the tile, and
-        the tile is twice the exact overlap and at least :data:`MIN_DEFAULT_TILE`, so the
-        defaults are exact and a tile's memory does not grow with the video.
+        rounding. ``mode="blended"`` overlaps less (LTX-2's 64 pixels and 24 frames) and
+        blends over the whole overlap in space and time: approximate, fewer decoded pixels.
+        See :mod:`aiprod_core.vae.tiling`.
+
+        Without ``tile_latent_size`` the tile is the one :meth:`plan_tiles` picks for
+        ``memory_budget`` bytes (default: from the device); a budget too small for any tile
+        raises a TileError naming the smallest that works. With it, ``overlap`` defaults to
+        the mode's overlap capped at half the tile.
         """
         _check_tensor(latents, "latents", "frames, height, width", self.config.latent_channels)
         self.video_shape(*latents.shape[2:])
         field = self.receptive_field()
-        exact = field.exact_overlap()
+        if mode == "auto":
+            t, h, w = latents.shape[2:]
+            mode = "exact" if tile_latent_size else self.auto_tile_mode((t, h, w), memory_budget)
         if tile_latent_size is None:
-            tile_latent_size = (
-                max(MIN_DEFAULT_TILE[0], 2 * exact[0]),
-                max(MIN_DEFAULT_TILE[1], 2 * exact[1]),
-                max(MIN_DEFAULT_TILE[2], 2 * exact[2]),
-            )
-        if overlap is None:
+            t, h, w = latents.shape[2:]
+            plan = self.plan_tiles((t, h, w), memory_budget, mode, overlap)
+            tile_latent_size, overlap = plan.tile, plan.overlap
+        elif memory_budget is not None:
+            raise TileError("give tile_latent_size or memory_budget, not both")
+        elif overlap is None:
             t, h, w = tile_latent_size
-            overlap = (min(exact[0], t // 2), min(exact[1], h // 2), min(exact[2], w // 2))
-        return decode_tiled(self.decoder, latents, field, tile_latent_size, overlap)
+            default = default_overlap(field, mode)
+            overlap = (min(default[0], t // 2), min(default[1], h // 2), min(default[2], w // 2))
+        return decode_tiled(self.decoder, latents, field, tile_latent_size, overlap, mode)
 
     def forward(
         self,

@@ -20,6 +20,7 @@ import torch
 
 from aiprod_core.errors import AiprodError
 from aiprod_core.models import get_preset
+from aiprod_core.precision import DTYPES
 from aiprod_pipelines.pipelines import (
     InvalidRequestError,
     TwoStagePipeline,
@@ -30,16 +31,6 @@ from aiprod_pipelines.video_io import WRITE_FORMATS
 PROG = "aiprod-generate"
 #: The distribution that installs the ``aiprod-generate`` command (``--version``).
 DISTRIBUTION = "aiprod-pipelines"
-
-#: Accepted ``--dtype`` names and the torch dtype each one means.
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
 
 DESCRIPTION = """\
 Generate a video from a text prompt (and, optionally, images shown at chosen frames) with
@@ -79,6 +70,13 @@ model weights:
   weights are missing the command stops and says where they belong and how to obtain them.
   --random-weights builds an untrained model instead (of --preset, default: the model's
   preset): it says so on stderr and in --json output, and its video is noise.
+
+precision:
+  On a CUDA device the weights load and run in bfloat16 (float32 on GPUs older than
+  Ampere), with TF32 for the float32 work; on the CPU they stay float32. --dtype chooses
+  otherwise. Weights are cast as they are read, so a float32 file never sits in memory
+  whole. --offload-text-encoder keeps the text encoder on the CPU except while it encodes
+  the prompts, leaving its GPU memory to the transformer and the VAE.
 
 exit status:
   0 the video was written; 1 loading the model, generating or writing failed;
@@ -242,7 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(DTYPES),
         metavar="DTYPE",
         help="weights and compute dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16); "
-        "default: as the weights are stored",
+        "default: bfloat16 on CUDA, float32 on the CPU",
+    )
+    model.add_argument(
+        "--offload-text-encoder",
+        action="store_true",
+        help="keep the text encoder on the CPU except while it encodes the prompts "
+        "(frees its GPU memory; the video is the same)",
     )
 
     setup = parser.add_argument_group("configuration and output")

@@ -23,6 +23,7 @@ import torch
 
 from aiprod_core.config import AiprodConfig, ConfigError, load_config
 from aiprod_core.errors import AiprodError
+from aiprod_core.precision import dtype_name
 from aiprod_pipelines.cli.arguments import PROG, UsageError, parse_arguments
 from aiprod_pipelines.cli.images import check_image_frames, read_images
 from aiprod_pipelines.cli.model_choice import (
@@ -48,6 +49,7 @@ from aiprod_pipelines.pipelines import (
     TextToVideoPipeline,
     TwoStagePipeline,
     load_model,
+    resolve_precision,
 )
 from aiprod_pipelines.video_io import VideoIOError
 
@@ -172,8 +174,9 @@ def generate(args: argparse.Namespace, *, stderr: TextIO) -> GenerationResult:
     check_image_frames(image_options, resolved.frames, model_config.vae.temporal_compression)
     check_frame_rate(target, resolved.fps)
 
-    loaded = _load(choice, args, config)
-    video = _run_pipeline(loaded, resolved, args, images)
+    device, dtype = resolve_precision(args.torch_device, args.torch_dtype)
+    loaded = _load(choice, config, device, dtype)
+    video = _run_pipeline(loaded, resolved, args, images, device, dtype)
     frames = video.frames
     write_output(target, frames, fps=resolved.fps, overwrite=args.overwrite)
 
@@ -190,7 +193,7 @@ def generate(args: argparse.Namespace, *, stderr: TextIO) -> GenerationResult:
         steps=resolved.steps,
         guidance_scale=resolved.guidance_scale,
         pipeline=_pipeline_name(args),
-        model=_model_record(choice, loaded),
+        model=_model_record(choice, loaded, device, dtype),
         warnings=[choice.warning] if choice.warning else [],
         images=[{"path": str(o.path), "frame": o.frame} for o in image_options],
     )
@@ -211,14 +214,16 @@ def _request(args: argparse.Namespace) -> GenerationRequest:
     return GenerationRequest(prompt=args.prompt, seed=args.seed, **options)
 
 
-def _load(choice: ModelChoice, args: argparse.Namespace, config: AiprodConfig) -> LoadedModel:
+def _load(
+    choice: ModelChoice, config: AiprodConfig, device: torch.device, dtype: torch.dtype
+) -> LoadedModel:
     return load_model(
         choice.name,
         checkpoint=choice.checkpoint,
         preset=choice.preset,
         random_weights=choice.random_weights,
-        device=args.torch_device,
-        dtype=args.torch_dtype,
+        device=device,
+        dtype=dtype,
         config=config,
     )
 
@@ -234,8 +239,15 @@ def _run_pipeline(
     request: ResolvedRequest,
     args: argparse.Namespace,
     images: list[ImageCondition],
+    device: torch.device,
+    dtype: torch.dtype,
 ) -> GeneratedVideo:
-    options = {"device": args.torch_device, "dtype": args.torch_dtype, "progress": not args.quiet}
+    options: dict[str, Any] = {
+        "device": device,
+        "dtype": dtype,
+        "progress": not args.quiet,
+        "offload_text_encoder": args.offload_text_encoder,
+    }
     if images:
         return ImageToVideoPipeline(loaded.model, **options)(request, images)
     if args.two_stage:
@@ -244,12 +256,16 @@ def _run_pipeline(
     return TextToVideoPipeline(loaded.model, **options)(request)
 
 
-def _model_record(choice: ModelChoice, loaded: LoadedModel) -> dict[str, Any]:
-    """The ``model`` object of ``--json``: what was loaded and from where."""
+def _model_record(
+    choice: ModelChoice, loaded: LoadedModel, device: torch.device, dtype: torch.dtype
+) -> dict[str, Any]:
+    """The ``model`` object of ``--json``: what was loaded, from where, and how it ran."""
     return {
         "name": choice.name,
         "checkpoint": None if choice.checkpoint is None else str(choice.checkpoint),
         "preset": loaded.model_config.preset,
         "source": loaded.source,
         "random_weights": choice.random_weights,
+        "device": str(device),
+        "dtype": dtype_name(dtype),
     }

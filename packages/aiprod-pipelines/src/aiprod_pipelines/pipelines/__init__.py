@@ -28,6 +28,7 @@ from aiprod_pipelines.pipelines.loading import (
     ModelLoadError,
     default_device,
     load_model,
+    resolve_precision,
 )
 from aiprod_pipelines.pipelines.progress import ProgressCallback
 from aiprod_pipelines.pipelines.request import (
@@ -62,5 +63,6 @@ __all__ = [
     "load_model",
     "parse_image_argument",
     "prepare_image",
+    "resolve_precision",
     "size_multiple",
 ]

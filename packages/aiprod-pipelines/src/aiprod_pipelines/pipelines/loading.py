@@ -6,6 +6,12 @@ when asked for explicitly — randomly initialised weights of a preset.
     loaded = load_model(checkpoint=Path("models/checkpoints/run.safetensors"))
     loaded = load_model(preset="tiny", random_weights=True)  # untrained: for tests and demos
 
+``dtype=None`` keeps the stored dtype; ``aiprod-generate`` and ``aiprod-serve`` pass what
+:func:`resolve_precision` gives (bfloat16 on CUDA, float32 on the CPU, unless asked
+otherwise). Weights are read one tensor at a time straight onto the device and cast as
+they are read (:mod:`aiprod_core.checkpoints.loading`), so a float32 file loaded in
+bfloat16 never holds a float32 copy of the model.
+
 Missing weights raise the registry's error, which names the expected path and how to obtain
 the file; argument mistakes raise :class:`ModelLoadError`. Weights are verified against the
 registry entry's sha256, else the file's ``.sha256`` sidecar (a mismatch is a
@@ -24,6 +30,7 @@ from aiprod_core.checkpoints import load_model as load_checkpoint
 from aiprod_core.config import AiprodConfig, load_config
 from aiprod_core.errors import AiprodError
 from aiprod_core.models import AiprodModel, ModelConfig, build_model, get_preset
+from aiprod_core.precision import inference_dtype
 from aiprod_core.registry import ModelRegistry
 
 RANDOM_WEIGHTS_SOURCE = "random weights (untrained)"
@@ -51,6 +58,20 @@ class LoadedModel:
 def default_device() -> torch.device:
     """``cuda`` when a CUDA device is available, else ``cpu``."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_precision(
+    device: torch.device | str | None, dtype: torch.dtype | str | None
+) -> tuple[torch.device, torch.dtype]:
+    """The device to run on and the dtype to run in, for commands and the server.
+
+    ``device`` None means :func:`default_device`; ``dtype`` (a torch dtype or a name such
+    as ``"bf16"``) None or ``"auto"`` means the device's default
+    (:func:`aiprod_core.precision.default_inference_dtype`: bfloat16 on a CUDA device with
+    bf16 tensor cores, float32 elsewhere). An explicit dtype always wins.
+    """
+    target = default_device() if device is None else torch.device(device)
+    return target, inference_dtype(target, dtype)
 
 
 def load_model(
@@ -131,10 +152,17 @@ def place_model(
         return model
     model.to(device=device, dtype=dtype)
     if device is not None and not isinstance(model.text_encoder, torch.nn.Module):
-        # The TextEncoder protocol has no .to(); the pretrained adapters, the only encoders
-        # that are not modules, each have one (see aiprod_core.models.bundle).
-        model.text_encoder.to(device)  # type: ignore[attr-defined]
+        move_text_encoder(model, device)
     return model
+
+
+def move_text_encoder(model: AiprodModel, device: torch.device | str) -> None:
+    """Move ``model``'s text encoder, built-in or pretrained adapter, to ``device`` (its
+    dtype is kept), outside inference mode so its weights stay ordinary tensors."""
+    with torch.inference_mode(False), torch.no_grad():
+        # The TextEncoder protocol has no .to(); the built-in encoder is a module, and the
+        # pretrained adapters each have one (see aiprod_core.models.bundle).
+        model.text_encoder.to(device)  # type: ignore[attr-defined]
 
 
 def _ready(

@@ -48,9 +48,10 @@ TILED_DECODE_MIN_PIXELS = 1 << 22
 
 The decoder's activations grow with the number of pixels times its widest channel count,
 so above this size one piece would need several GiB even for the small preset; below it,
-decoding in one piece is faster and the default tiles would not split it anyway. The
-default tiles overlap by the decoder's exact receptive field, so both paths give the same
-video up to float rounding."""
+decoding in one piece is faster. Tiles are sized from the memory budget (by default a share
+of the device's free memory; see ``CausalVideoVAE.plan_tiles``) and, in the default exact
+mode, overlap by the decoder's exact receptive field, so both paths give the same video up
+to float rounding."""
 
 
 @dataclass(frozen=True)
@@ -151,17 +152,23 @@ def decode_latents(
     latents: torch.Tensor,
     *,
     tiled_above: int = TILED_DECODE_MIN_PIXELS,
+    memory_budget: int | None = None,
+    tile_mode: str = "auto",
 ) -> torch.Tensor:
     """Pixels ``[B, 3, F, H, W]`` in about [-1, 1] of normalised ``latents``
     ``[B, C, T, h, w]`` (denormalised with the VAE's latent statistics first).
 
     Decodes tile by tile when the video has more than ``tiled_above`` pixels (see
-    :data:`TILED_DECODE_MIN_PIXELS`).
+    :data:`TILED_DECODE_MIN_PIXELS`) or a ``memory_budget`` (bytes) is given: the tiles are
+    the ones ``CausalVideoVAE.plan_tiles`` fits into the budget (default: from the device)
+    in ``tile_mode``: ``"exact"``, ``"blended"`` (approximate overlaps, as LTX-2 does) or
+    ``"auto"`` (exact when it fits the budget, else blended: the only way a clip of the
+    19B model's sizes fits a GPU; see ``CausalVideoVAE.auto_tile_mode``).
     """
     frames, height, width = vae.video_shape(*latents.shape[2:])
     latents = vae.denormalize(latents.float()).to(module_dtype(vae))
-    if frames * height * width > tiled_above:
-        return vae.decode_tiled(latents)
+    if memory_budget is not None or frames * height * width > tiled_above:
+        return vae.decode_tiled(latents, memory_budget=memory_budget, mode=tile_mode)
     return vae.decode(latents)
 
 

@@ -26,10 +26,15 @@ import uvicorn
 
 from aiprod_core.config import AiprodConfig, api_token, load_config
 from aiprod_core.errors import AiprodError
+from aiprod_core.precision import DTYPES, dtype_name
 from aiprod_pipelines.cli.outputs import folder_problem
 from aiprod_pipelines.server import jobs as job_queue
 from aiprod_pipelines.server.app import ServerState, create_app
-from aiprod_pipelines.server.generator import PipelineVideoGenerator, ServerSetupError
+from aiprod_pipelines.server.generator import (
+    PipelineVideoGenerator,
+    ServerSetupError,
+    VideoGenerator,
+)
 from aiprod_pipelines.server.listener import open_listener
 from aiprod_pipelines.server.logs import configure_logging
 from aiprod_pipelines.server.settings import DEFAULT_SHUTDOWN_GRACE_S, ServerSettings
@@ -45,11 +50,18 @@ DISTRIBUTION = "aiprod-pipelines"
 EXAMPLES = """examples:
   aiprod-serve                                  serving.default_model on serving.host:port
   aiprod-serve --model aiprod-small --device cuda
+  aiprod-serve --model aiprod-19b --dtype bf16  bfloat16 (the default on CUDA anyway)
   aiprod-serve --checkpoint models/checkpoints/run1.safetensors --port 8080
   aiprod-serve --random-weights --preset tiny   untrained model, to try the API
   AIPROD_API_TOKEN=... aiprod-serve --env production --open-path /readyz
 
 The API is described at /docs and /openapi.json once the server runs.
+
+precision:
+  The model runs in serving.dtype (--dtype overrides it): "auto" is bfloat16 on a CUDA
+  device (float32 on GPUs older than Ampere), with TF32 for float32 work, and float32 on
+  the CPU. serving.offload_text_encoder keeps the text encoder on the CPU between
+  requests (AIPROD_SERVING__OFFLOAD_TEXT_ENCODER=true).
 
 shutdown:
   On SIGINT or SIGTERM queued jobs are marked failed and a running job gets
@@ -93,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--preset", metavar="NAME", help="preset of --random-weights")
     model.add_argument("--device", metavar="DEVICE", help="torch device, e.g. cpu, cuda, cuda:1")
+    model.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        metavar="DTYPE",
+        help="weights and compute dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16); "
+        "default: serving.dtype",
+    )
     server = parser.add_argument_group("server")
     server.add_argument("--host", help="address to bind (default: serving.host)")
     server.add_argument("--port", type=int, help="port to bind (default: serving.port)")
@@ -143,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             random_weights=args.random_weights,
             preset=args.preset,
             device=args.device,
+            dtype=args.dtype,
         )
         generator.check()
         check_videos_folder(config)
@@ -188,7 +208,7 @@ def _serve(
             file=sys.stderr,
         )
     print(
-        f"{PROG}: model {generator.model_name} on http://{host}:{port} "
+        f"{PROG}: model {generator.model_name}{_precision(generator)} on http://{host}:{port} "
         f"(environment {config.env}; auth {'on' if settings.api_token else 'off'}; "
         f"videos in {settings.output_dir})",
         file=sys.stderr,
@@ -266,6 +286,18 @@ class GracefulServer(uvicorn.Server):
                 self.on_force()
         self.should_exit = True
         self.stopped_by = signal.Signals(signum).name
+
+
+def _precision(generator: VideoGenerator) -> str:
+    """`` (bfloat16 on cuda, text encoder offloaded to the CPU)`` for a generator with torch
+    weights; empty for one without (the synthetic generator of tests and load tests)."""
+    dtype = getattr(generator, "torch_dtype", None)
+    if dtype is None:
+        return ""
+    text = f"{dtype_name(dtype)} on {getattr(generator, 'torch_device', 'cpu')}"
+    if getattr(generator, "offload_text_encoder", False):
+        text += ", text encoder offloaded to the CPU"
+    return f" ({text})"
 
 
 if __name__ == "__main__":

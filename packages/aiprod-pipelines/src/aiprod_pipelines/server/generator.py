@@ -82,7 +82,14 @@ class VideoGenerator(Protocol):
 
 
 class PipelineVideoGenerator:
-    """The real generator: a model from the registry, a checkpoint or random weights."""
+    """The real generator: a model from the registry, a checkpoint or random weights.
+
+    ``device`` (default: CUDA if available, else the CPU) and ``dtype`` (a name such as
+    ``"bfloat16"``; default ``serving.dtype``, whose ``"auto"`` is bfloat16 on CUDA and
+    float32 on the CPU) are resolved here, before loading, as ``torch_device`` and
+    ``torch_dtype``. ``offload_text_encoder`` (default ``serving.offload_text_encoder``)
+    keeps the text encoder on the CPU between requests.
+    """
 
     def __init__(
         self,
@@ -93,7 +100,11 @@ class PipelineVideoGenerator:
         random_weights: bool = False,
         preset: str | None = None,
         device: str | None = None,
+        dtype: str | None = None,
+        offload_text_encoder: bool | None = None,
     ) -> None:
+        from aiprod_pipelines.pipelines import resolve_precision
+
         if model is not None and checkpoint is not None:
             raise ServerSetupError("--model and --checkpoint exclude each other; give one")
         if preset is not None and not random_weights:
@@ -104,6 +115,21 @@ class PipelineVideoGenerator:
         self.checkpoint = checkpoint
         self.random_weights = random_weights
         self.device = device
+        try:
+            self.torch_device, self.torch_dtype = resolve_precision(
+                device, config.serving.dtype if dtype is None else dtype
+            )
+        except RuntimeError:  # what torch.device raises for a name it does not know
+            raise ServerSetupError(
+                f"--device {device!r} is not a torch device; expected e.g. cpu, cuda or cuda:1"
+            ) from None
+        except ValueError as exc:  # an unknown dtype name
+            raise ServerSetupError(f"--dtype: {exc}") from None
+        self.offload_text_encoder = (
+            config.serving.offload_text_encoder
+            if offload_text_encoder is None
+            else offload_text_encoder
+        )
         self.name = model or config.serving.default_model
         if checkpoint is None:
             entry = ModelRegistry(config).entry(self.name)
@@ -148,12 +174,17 @@ class PipelineVideoGenerator:
             checkpoint=self.checkpoint,
             preset=self.preset if self.random_weights else None,
             random_weights=self.random_weights,
-            device=self.device,
+            device=self.torch_device,
+            dtype=self.torch_dtype,
             config=self.config,
         )
         self._model_config = loaded.model_config
         self.source = loaded.source
-        options: dict[str, Any] = {"device": self.device, "progress": False}
+        options: dict[str, Any] = {
+            "device": self.torch_device,
+            "progress": False,
+            "offload_text_encoder": self.offload_text_encoder,
+        }
         self._pipeline = TextToVideoPipeline(loaded.model, **options)
         self._image_pipeline = ImageToVideoPipeline(loaded.model, **options)
 
