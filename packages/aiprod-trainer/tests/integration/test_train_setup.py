@@ -140,3 +140,34 @@ def test_cuda_without_a_cuda_device(latent_cache: Path, write_config: Callable[.
         "training.device: 'cuda' was asked for but this host has no CUDA device; use 'auto' "
         "or 'cpu'"
     )
+
+
+@pytest.mark.parametrize("mode", ["dit", "lora"])
+def test_a_model_that_cannot_fit_is_refused_before_it_is_built(
+    latent_cache: Path,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    mode: str,
+) -> None:
+    from aiprod_core.memory import GIB
+    from aiprod_trainer import cli
+    from aiprod_trainer.training import run_setup
+
+    monkeypatch.setattr(run_setup, "device_memory", lambda device: 24 * GIB)
+    monkeypatch.setattr("aiprod_core.memory.host.gpu_memory", lambda: ())
+
+    def refuse(config: object) -> None:
+        raise AssertionError("the model was built although it cannot fit")
+
+    monkeypatch.setattr(run_setup, "initial_model", refuse)
+    path = write_config(
+        {"mode": mode, "model": {"preset": "aiprod-19b"}, "training": {"device": "cpu"}}
+    )
+    expected = r"^aiprod-19b in float32 needs ~\d+ GiB .*; this host has 24 GiB of RAM and no GPU"
+    with pytest.raises(TrainingError, match=expected):
+        Trainer(load_train_config(path))
+    assert cli.main([str(path)]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1
+    assert "aiprod-19b in float32 needs" in errors[0]

@@ -26,9 +26,11 @@ from pathlib import Path
 
 import torch
 
+from aiprod_core.checkpoints import inspect_checkpoint
 from aiprod_core.checkpoints import load_model as load_checkpoint
 from aiprod_core.config import AiprodConfig, load_config
 from aiprod_core.errors import AiprodError
+from aiprod_core.memory import device_memory, host_verdict
 from aiprod_core.models import AiprodModel, ModelConfig, build_model, get_preset
 from aiprod_core.precision import inference_dtype
 from aiprod_core.registry import ModelRegistry
@@ -39,6 +41,59 @@ RANDOM_WEIGHTS_SOURCE = "random weights (untrained)"
 
 class ModelLoadError(AiprodError, ValueError):
     """The arguments do not say which weights to load (or say it twice)."""
+
+
+class InsufficientMemoryError(ModelLoadError):
+    """The model cannot fit this host's memory; the message says what it needs and has."""
+
+
+def check_host_memory(
+    model_config: ModelConfig,
+    device: torch.device | str,
+    dtype: torch.dtype | None,
+    *,
+    offload_text_encoder: bool = False,
+    free_bytes: int | None = None,
+) -> None:
+    """Raise :class:`InsufficientMemoryError` (one line) when generating with
+    ``model_config`` on ``device`` in ``dtype`` (None: float32, as stored) cannot fit this
+    host's memory (``free_bytes``, default: the GPU's total or the available RAM), by
+    :mod:`aiprod_core.memory`'s plan of its weights, denoising and a tiled decode in the
+    tiles the pipelines would use. Nothing is allocated."""
+    target = str(torch.device(device))
+    free = device_memory(target) if free_bytes is None else free_bytes
+    message = host_verdict(
+        model_config,
+        "generate",
+        target,
+        torch.float32 if dtype is None else dtype,
+        free,
+        tiled_decode=True,
+        tile_mode="blended",  # what the pipelines' "auto" decode falls back to
+        text_encoder_offload=offload_text_encoder,
+    )
+    if message is not None:
+        raise InsufficientMemoryError(message)
+
+
+def model_config_of(
+    name: str | None = None,
+    *,
+    checkpoint: Path | None = None,
+    preset: str | None = None,
+    random_weights: bool = False,
+    config: AiprodConfig | None = None,
+) -> ModelConfig:
+    """The config of the model :func:`load_model` would load from the same arguments, read
+    from a preset or a checkpoint's header only (no weights are read)."""
+    if checkpoint is not None:
+        return inspect_checkpoint(Path(checkpoint)).config
+    config = load_config() if config is None else config
+    registry = ModelRegistry(config)
+    name = config.serving.default_model if name is None else name
+    if random_weights:
+        return get_preset(preset or registry.entry(name).preset)
+    return inspect_checkpoint(registry.resolve(name)).config
 
 
 @dataclass(frozen=True)
@@ -84,6 +139,7 @@ def load_model(
     dtype: torch.dtype | None = None,
     config: AiprodConfig | None = None,
     seed: int = 0,
+    check_memory: bool = True,
 ) -> LoadedModel:
     """The model named by exactly one source, in eval mode on ``device`` (default: CUDA if
     available, else CPU), cast to ``dtype`` when given.
@@ -94,9 +150,21 @@ def load_model(
       registry entry ``name``), initialised from ``seed`` without touching the global RNG.
 
     ``config`` (loaded with :func:`aiprod_core.config.load_config` when needed and not
-    given) supplies the registry.
+    given) supplies the registry. With ``check_memory`` a model that cannot fit this host
+    raises :class:`InsufficientMemoryError` before anything is allocated
+    (:func:`check_host_memory`).
     """
     target = default_device() if device is None else torch.device(device)
+    # Arguments that contradict each other get their own error below, before any check.
+    consistent = (checkpoint is None or not (name or preset or random_weights)) and (
+        preset is None or random_weights
+    )
+    if check_memory and consistent:
+        model_config = model_config_of(
+            name, checkpoint=checkpoint, preset=preset, random_weights=random_weights,
+            config=config,
+        )  # fmt: skip
+        check_host_memory(model_config, target, dtype)
     if checkpoint is not None:
         if name is not None or preset is not None or random_weights:
             raise ModelLoadError(

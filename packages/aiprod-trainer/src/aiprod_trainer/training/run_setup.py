@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from aiprod_core.checkpoints import load_model
+from aiprod_core.checkpoints import inspect_checkpoint, load_model
 from aiprod_core.diffusion import FlowMatchSchedule
 from aiprod_core.errors import AiprodError
+from aiprod_core.memory import device_memory, host_verdict
 from aiprod_core.models import AiprodModel, build_model, get_preset
 from aiprod_core.vae import VideoShapeError
 from aiprod_trainer.config import TrainConfig
@@ -40,7 +41,7 @@ from aiprod_trainer.training.objectives import (
     VaeObjective,
     VaeReconstruction,
 )
-from aiprod_trainer.training.sharding import shard
+from aiprod_trainer.training.sharding import param_dtype, shard
 
 LORA_INIT_STREAM = 2
 
@@ -88,6 +89,7 @@ def build_run(config: TrainConfig, context: DistributedContext) -> RunParts:
             "'auto' or 'cpu'"
         )
     autocast = _autocast_factory(config, device)
+    check_training_memory(config, context)
     model = initial_model(config).to(device)
     model.requires_grad_(False)
     if config.mode == "vae":
@@ -159,6 +161,52 @@ def _autocast_factory(
     if device.type == "cuda" and precision in ("auto", "bf16"):
         return lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
+
+
+def check_training_memory(
+    config: TrainConfig, context: DistributedContext, free_bytes: int | None = None
+) -> None:
+    """Raise TrainingError (one line) when a ``dit`` or ``lora`` run cannot hold even its
+    weights, gradients and optimizer state on this host (``free_bytes``: default, the GPU's
+    total or the available RAM), by :mod:`aiprod_core.memory`'s plan for the run's strategy,
+    world size and precision with the smallest clip: nothing is built before. The
+    activations of the real clips are not checked (the data is read after the model)."""
+    if config.mode not in ("dit", "lora"):
+        return
+    model_config = (
+        inspect_checkpoint(config.model.checkpoint).config
+        if config.model.checkpoint is not None
+        else get_preset(str(config.model.preset))
+    )
+    device = context.device
+    cuda = device.type == "cuda"
+    fsdp = config.distributed.strategy == "fsdp"
+    side = model_config.vae.spatial_compression * model_config.transformer.patch_size[1]
+    message = host_verdict(
+        model_config,
+        "train" if config.mode == "dit" else "lora",
+        str(device),
+        param_dtype(config.distributed, device) if fsdp else _plain_dtype(config, device),
+        device_memory(str(device)) if free_bytes is None else free_bytes,
+        gpus=context.world_size if cuda else 1,
+        strategy=config.distributed.strategy,
+        activation_checkpointing=config.training.gradient_checkpointing,
+        cpu_offload=fsdp and cuda and config.distributed.cpu_offload,
+        frames=1,
+        height=side,
+        width=side,
+        batch=config.data.batch_size,
+        lora_rank=config.lora.rank,
+    )
+    if message is not None:
+        raise TrainingError(message)
+
+
+def _plain_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
+    """The compute dtype of a ddp run: bf16 autocast on CUDA unless fp32 was asked for."""
+    if device.type == "cuda" and config.training.precision != "fp32":
+        return torch.bfloat16
+    return torch.float32
 
 
 def initial_model(config: TrainConfig) -> AiprodModel:
