@@ -70,7 +70,8 @@ def check_host_memory(
         free,
         tiled_decode=True,
         tile_mode="blended",  # what the pipelines' "auto" decode falls back to
-        text_encoder_offload=offload_text_encoder,
+        # offloading frees GPU memory; on the CPU the encoder stays in the same RAM
+        text_encoder_offload=offload_text_encoder and target.startswith("cuda"),
     )
     if message is not None:
         raise InsufficientMemoryError(message)
