@@ -31,7 +31,6 @@ from aiprod_dev.workspace import (  # noqa: E402
     find_script,
     load_toml,
     script_description,
-    workspace_packages,
 )
 
 sys.path.remove(str(ROOT))
@@ -110,7 +109,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(tags=["ci"])
 def typecheck(session: nox.Session) -> None:
     """Type-check the packages (aiprod-core strictly), the scripts, aiprod_dev and this file."""
-    packages = list(workspace_packages(ROOT))
+    packages = targets.all_packages(ROOT)
     groups = [*dependency_group(PYPROJECT, "scripts"), *dependency_group(PYPROJECT, "typecheck")]
     environments.install(session, [*packages, *groups])
     session.run("mypy", *(session.posargs or targets.typechecked(ROOT)))
@@ -144,7 +143,7 @@ def gpu_check(session: nox.Session) -> None:
 @nox.session(venv_backend="none", default=False, tags=["gpu"])
 def gpu_tests(session: nox.Session) -> None:
     """Run the gpu-marked tests of every target on a CUDA host, with the host's torch."""
-    requirements = [*workspace_packages(ROOT), *dependency_group(PYPROJECT, "scripts"),
+    requirements = [*targets.all_packages(ROOT), *dependency_group(PYPROJECT, "scripts"),
                     *dependency_group(PYPROJECT, "test")]  # fmt: skip
     build = partial(environments.environment, session, "gpu-tests", requirements)
     python = environments.cuda_environment(session, build)
@@ -157,7 +156,7 @@ def gpu_tests(session: nox.Session) -> None:
 @nox.session(venv_backend="none", default=False)
 def develop(session: nox.Session) -> None:
     """Make .venv: every package, editable, at the locked versions (puts the CLIs on PATH)."""
-    requirements = [*workspace_packages(ROOT), *dependency_group(PYPROJECT, "test")]
+    requirements = [*targets.all_packages(ROOT), *dependency_group(PYPROJECT, "test")]
     venv = ROOT / ".venv"
     environments.environment(session, "develop", requirements, location=venv, editable=True)
     session.log("ready: `source .venv/bin/activate` puts aiprod-generate, aiprod-serve and")

@@ -39,8 +39,8 @@ CONSTRAINTS_HEADER = (
     "# `nox -s maintenance -- lock_dependencies` (uv export); do not edit by hand.\n"
 )
 EXPORT_ARGS = (
-    "export", "--all-packages", "--all-groups", "--no-hashes", "--no-emit-workspace",
-    "--frozen", "--no-header", "--no-annotate", "--quiet",
+    "export", "--all-packages", "--all-groups", "--all-extras", "--no-hashes",
+    "--no-emit-workspace", "--frozen", "--no-header", "--no-annotate", "--quiet",
 )  # fmt: skip
 #: Variables that point uv at one machine's wheels; locking ignores them.
 LOCAL_SOURCES = ("UV_FIND_LINKS",)

@@ -53,6 +53,9 @@ VALUE_OPTIONS = frozenset(
      "--junitxml", "--cov", "--cov-report", "--cov-config", "--log-level", "--timeout",
      "--hypothesis-seed", "--hypothesis-profile"}
 )  # fmt: skip
+#: Extras installed wherever a package's code is tested or type-checked: the pipelines' HTTP
+#: server is the ``server`` extra (the trainer installs the pipelines without it).
+TESTED_EXTRAS = {"aiprod-pipelines": ("server",)}
 #: pytest-xdist workers per target, where it pays (measured on 2 cores, docs/PERFORMANCE.md:
 #: tooling 1.4x faster; the trainer 1.2x slower, its torch already uses both cores).
 WORKERS = {TOOLING: "auto"}
@@ -75,13 +78,32 @@ def target_inputs(target: str, root: Path = ROOT) -> list[str]:
     return [*ROOT_INPUTS, own, *deps]
 
 
+def with_extras(package: str) -> str:
+    """``package`` as a requirement naming its :data:`TESTED_EXTRAS` (``aiprod-pipelines[server]``)."""
+    extras = TESTED_EXTRAS.get(package)
+    return f"{package}[{','.join(extras)}]" if extras else package
+
+
+def all_packages(root: Path = ROOT) -> list[str]:
+    """Every workspace package with its tested extras: what an environment holding the whole
+    workspace installs (type checking, the development .venv, the GPU tests)."""
+    return [with_extras(name) for name in workspace_packages(root)]
+
+
 def target_requirements(pyproject: Mapping[str, Any], target: str) -> list[str]:
-    """What a target's environment installs: the package (or the scripts group) and test groups."""
+    """What a target's environment installs: the package (or the scripts group) and test groups.
+
+    A package comes with its :data:`TESTED_EXTRAS`; the tooling tests import every module of
+    every package (the error hierarchy), so they get the pipelines' server extra too.
+    """
     groups = pyproject.get("dependency-groups", {})
     test = dependency_group(pyproject, "test")
     if f"test-{target}" in groups:
         test += dependency_group(pyproject, f"test-{target}")
-    main = dependency_group(pyproject, "scripts") if target == TOOLING else [target]
+    if target == TOOLING:
+        main = [*dependency_group(pyproject, "scripts"), *map(with_extras, TESTED_EXTRAS)]
+    else:
+        main = [with_extras(target)]
     return [*main, *test]
 
 

@@ -96,19 +96,33 @@ def closure(graph: Mapping[str, set[str]], package: str) -> list[str]:
     return order
 
 
+def package_extras(package: str, root: Path = ROOT) -> dict[str, list[str]]:
+    """The ``[project.optional-dependencies]`` of a workspace package: extra -> requirements."""
+    project = _projects(root)[canonicalize_name(package)][1]
+    return {
+        canonicalize_name(extra): list(requirements)
+        for extra, requirements in project.get("optional-dependencies", {}).items()
+    }
+
+
 def split_requirements(
     requirements: Iterable[str], root: Path = ROOT
 ) -> tuple[list[Path], list[str]]:
     """Separate workspace packages (closed over their own workspace dependencies) from the rest.
 
     Returns the folders of the workspace packages to install, dependencies first, and the
-    remaining third-party requirement strings, in their original order without repeats.
+    remaining third-party requirement strings, in their original order without repeats. A
+    workspace package named with extras (``aiprod-pipelines[server]``) adds the extras'
+    requirements after it: the package itself installs from its folder, without extras.
     """
     members = workspace_packages(root)
     graph = dependency_graph(root)
     local: list[Path] = []
     external: list[str] = []
-    for requirement in requirements:
+    pending = list(requirements)
+    expanded: set[tuple[str, str]] = set()
+    while pending:
+        requirement = pending.pop(0)
         name = requirement_name(requirement)
         if name not in members:
             if requirement not in external:
@@ -117,6 +131,16 @@ def split_requirements(
         for package in closure(graph, name):
             if members[package] not in local:
                 local.append(members[package])
+        extras = package_extras(name, root)
+        added = []
+        for extra in sorted(canonicalize_name(e) for e in Requirement(requirement).extras):
+            if extra not in extras:
+                known = ", ".join(sorted(extras)) or "(none)"
+                raise ValueError(f"{name} has no extra {extra!r}; expected one of: {known}")
+            if (name, extra) not in expanded:
+                expanded.add((name, extra))
+                added += extras[extra]
+        pending[:0] = added
     return local, external
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -201,6 +202,43 @@ def test_deploy_staging_renders_into_a_temporary_folder(sandbox: Sandbox) -> Non
     assert deployment["metadata"]["namespace"] == "aiprod-staging"
     limits = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert "nvidia.com/gpu" not in limits
+
+
+def test_deploy_of_one_replica_applies_its_volume_claim_first(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    train_config = tmp_path / "packages" / "aiprod-trainer" / "configs" / "dit-19b-fsdp.yaml"
+    train_config.parent.mkdir(parents=True)  # named by config/cloud/training.yaml
+    shutil.copyfile(REPO / train_config.relative_to(tmp_path), train_config)
+    cloud_run = yaml.safe_load((config / "cloud" / "cloud-run.yaml").read_text())
+    del cloud_run["secrets"]["database_url"]  # the embedded SQLite job store: one replica
+    for site in cloud_run["environments"].values():
+        site.update(replicas=1, min_instances=0, max_instances=1)
+    (config / "cloud" / "cloud-run.yaml").write_text(yaml.safe_dump(cloud_run))
+    sandbox.fake("nox", "kubectl")
+    result = sandbox.run("deploy.sh", "--env", "staging", AIPROD_CONFIG_DIR=str(config))
+    assert result.code == 0, result.err
+    (nox_argv,) = result.argv("nox")
+    output = Path(nox_argv[nox_argv.index("--output") + 1])
+    (call,) = [c for c in result.calls if c["tool"] == "kubectl"]
+    assert call["argv"][2:] == [
+        "-f",
+        str(output / "server-volume.yaml"),
+        "-f",
+        str(output / "deployment.yaml"),
+        "-f",
+        str(output / "service.yaml"),
+        "-f",
+        str(output / "ingress.yaml"),
+    ]
+    claim = yaml.safe_load(call["files"][str(output / "server-volume.yaml")])
+    assert claim["metadata"] == {
+        "labels": claim["metadata"]["labels"],
+        "name": "aiprod-server-outputs",
+        "namespace": "aiprod-staging",
+    }
 
 
 def test_deploy_to_cloud_run_dry_run_and_apply(sandbox: Sandbox) -> None:
@@ -431,6 +469,88 @@ def test_migrate_verifies_the_registry_sha256(
     else:
         assert result.code == 1
         assert f"but the registry expects {digest} for aiprod-small" in result.err
+
+
+DATABASE_URL = "postgresql://aiprod:s3cret@db.internal:5432/aiprod"
+MIGRATE_MODULE = ["-m", "aiprod_pipelines.server.store.migrate"]
+
+
+@pytest.mark.parametrize(("flags", "extra"), [([], ["--check"]), (["--apply"], [])])
+def test_migrate_database_lists_or_applies_the_migrations(
+    sandbox: Sandbox, flags: list[str], extra: list[str]
+) -> None:
+    sandbox.fake("python")
+    result = sandbox.run(
+        "migrate.sh",
+        "--no-weights",
+        "--database",
+        *flags,
+        PYTHON="python",
+        AIPROD_DATABASE_URL=DATABASE_URL,
+    )
+    assert result.code == 0, result.err
+    assert result.argv("python") == [[*MIGRATE_MODULE, *extra]]
+    assert result.argv("gcloud") == []
+    assert "s3cret" not in result.out + result.err
+
+
+def test_migrate_database_after_the_weights(sandbox: Sandbox, models_dir: Path) -> None:
+    sandbox.fake("python")
+    result = sandbox.run(
+        "migrate.sh",
+        "--models-dir",
+        str(models_dir),
+        "--database",
+        PYTHON="python",
+        AIPROD_DATABASE_URL=DATABASE_URL,
+    )
+    assert result.code == 0, result.err
+    assert "would run: gcloud storage cp" in result.out
+    assert result.argv("python") == [[*MIGRATE_MODULE, "--check"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        (["--database"], {}, 2, "error: --database needs AIPROD_DATABASE_URL"),
+        (["--no-weights"], {}, 2, "error: --no-weights without --database leaves nothing to do"),
+        (
+            ["--no-weights", "--database"],
+            {"AIPROD_DATABASE_URL": DATABASE_URL, "PYTHON": "no-such-python"},
+            127,
+            (
+                "error: no-such-python not found; install it or set PYTHON to a Python with "
+                "aiprod-pipelines[server] installed"
+            ),
+        ),
+    ],
+)
+def test_migrate_database_refuses_what_cannot_work(
+    sandbox: Sandbox, args: list[str], env: dict[str, str], code: int, message: str
+) -> None:
+    sandbox.fake("python", "gcloud")
+    result = sandbox.run("migrate.sh", *args, **env)
+    assert result.code == code
+    assert message in result.err
+    assert result.calls == []
+
+
+def test_migrate_database_runs_the_real_migrations(sandbox: Sandbox, tmp_path: Path) -> None:
+    database = tmp_path / "jobs.sqlite3"
+    env = {
+        "PYTHON": sys.executable,
+        "AIPROD_DATABASE_URL": f"sqlite:///{database}",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+    }
+    pending = sandbox.run("migrate.sh", "--no-weights", "--database", **env)
+    assert pending.code == 1, pending.err
+    assert f"job store sqlite:///{database}: schema version 0; pending: 0001_jobs" in pending.out
+    applied = sandbox.run("migrate.sh", "--no-weights", "--database", "--apply", **env)
+    assert applied.code == 0, applied.err
+    assert "applied 0001_jobs; schema version 1" in applied.out
+    again = sandbox.run("migrate.sh", "--no-weights", "--database", **env)
+    assert again.code == 0, again.err
+    assert "up to date (schema version 1)" in again.out
 
 
 # ----------------------------------------------------------------------------- train.sh

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aiprod_dev import targets
-from aiprod_dev.workspace import load_toml
+from aiprod_dev.workspace import load_toml, requirement_name, split_requirements
 
 
 @pytest.mark.parametrize(
@@ -60,6 +60,18 @@ def test_target_requirements(repo_root: Path) -> None:
     assert "aiprod-trainer" in tooling
     assert "nox[uv]>=2026.8.10" in tooling
     assert "sentence-transformers>=2.2" not in tooling
+    assert "aiprod-pipelines[server]" in tooling  # the error-hierarchy test imports the server
+    pipelines = targets.target_requirements(pyproject, "aiprod-pipelines")
+    assert pipelines[0] == "aiprod-pipelines[server]"
+    assert targets.target_requirements(pyproject, "aiprod-trainer")[0] == "aiprod-trainer"
+
+
+def test_environments_of_the_whole_workspace_hold_the_server(repo_root: Path) -> None:
+    packages = targets.all_packages(repo_root)
+    assert packages == ["aiprod-core", "aiprod-pipelines[server]", "aiprod-trainer"]
+    local, external = split_requirements(packages, repo_root)
+    assert [path.name for path in local] == ["aiprod-core", "aiprod-pipelines", "aiprod-trainer"]
+    assert {requirement_name(r) for r in external} >= {"fastapi", "uvicorn", "prometheus-client"}
 
 
 def test_target_inputs(repo_root: Path) -> None:

@@ -74,6 +74,30 @@ def test_split_requirements_closes_over_workspace_dependencies(tmp_path: Path) -
     assert workspace.local_requirements(local, root) == ["numpy>=1"]
 
 
+def test_extras_of_a_workspace_package_add_their_requirements(tmp_path: Path) -> None:
+    root = make_workspace(tmp_path)
+    tools = root / "packages" / "alpha-tools" / "pyproject.toml"
+    tools.write_text(
+        tools.read_text()
+        + '[project.optional-dependencies]\nweb = ["fastapi>=0.110", "alpha-tools[db]"]\n'
+        + 'db = ["psycopg>=3"]\n'
+    )
+    assert workspace.package_extras("alpha-tools", root) == {
+        "web": ["fastapi>=0.110", "alpha-tools[db]"],
+        "db": ["psycopg>=3"],
+    }
+    local, external = workspace.split_requirements(
+        ["alpha-app", "alpha-tools[web]", "pytest"], root
+    )
+    assert [path.name for path in local] == ["alpha-core", "alpha-tools", "alpha-app"]
+    assert external == ["fastapi>=0.110", "psycopg>=3", "pytest"]
+    assert workspace.split_requirements(["alpha-tools"], root)[1] == []  # no extra, no web
+    with pytest.raises(
+        ValueError, match="alpha-tools has no extra 'gui'; expected one of: db, web"
+    ):
+        workspace.split_requirements(["alpha-tools[gui]"], root)
+
+
 def test_repository_package_closure(repo_root: Path) -> None:
     local, external = workspace.split_requirements(["aiprod-trainer", "pytest"], repo_root)
     assert [path.name for path in local] == ["aiprod-core", "aiprod-pipelines", "aiprod-trainer"]

@@ -23,7 +23,7 @@ PACKAGES = ("aiprod_core", "aiprod_pipelines", "aiprod_trainer")
 CONTROL_FLOW = {
     "aiprod_pipelines.server.jobs.QueueFullError",
     "aiprod_pipelines.server.jobs.ShuttingDownError",
-    "aiprod_pipelines.server.jobs.JobCancelled",
+    "aiprod_pipelines.server.workers.JobCancelled",
 }
 
 

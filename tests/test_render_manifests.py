@@ -125,6 +125,210 @@ def test_api_token_comes_from_a_secret(render_script: ModuleType) -> None:
     assert "value" not in token
 
 
+def test_database_url_and_webhook_secret_come_from_secrets(render_script: ModuleType) -> None:
+    rendered = docs(render_script.render(REPO / "config"))
+    deployment, run = (
+        env_of(rendered["deployment.yaml"]),
+        env_of(rendered["cloud-run-service.yaml"]),
+    )
+    assert deployment["AIPROD_DATABASE_URL"] == {
+        "name": "AIPROD_DATABASE_URL",
+        "valueFrom": {"secretKeyRef": {"key": "url", "name": "aiprod-database-url"}},
+    }
+    assert deployment["AIPROD_WEBHOOK_SECRET"] == {
+        "name": "AIPROD_WEBHOOK_SECRET",
+        "valueFrom": {"secretKeyRef": {"key": "secret", "name": "aiprod-webhook-secret"}},
+    }
+    # Cloud Run: Secret Manager secrets, by name and version.
+    assert run["AIPROD_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "key": "latest",
+        "name": "aiprod-database-url",
+    }
+    assert run["AIPROD_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "key": "latest",
+        "name": "aiprod-webhook-secret",
+    }
+    for env in (deployment, run):
+        secret_env = {name: item for name, item in env.items() if "valueFrom" in item}
+        assert sorted(secret_env) == [
+            "AIPROD_API_TOKEN",
+            "AIPROD_DATABASE_URL",
+            "AIPROD_WEBHOOK_SECRET",
+        ]
+        assert all("value" not in item for item in secret_env.values())
+    for name in ("deployment.yaml", "cloud-run-service.yaml"):
+        assert "postgresql://" not in (COMMITTED / name).read_text(encoding="utf-8")
+
+
+def test_webhook_secret_is_optional(render_script: ModuleType, config_dir: Path) -> None:
+    edit_yaml(config_dir / "cloud" / "cloud-run.yaml", lambda d: d["secrets"].pop("webhook_secret"))
+    rendered = docs(render_script.render(config_dir))
+    assert "AIPROD_WEBHOOK_SECRET" not in env_of(rendered["deployment.yaml"])
+    assert "AIPROD_WEBHOOK_SECRET" not in env_of(rendered["cloud-run-service.yaml"])
+    assert "AIPROD_DATABASE_URL" in env_of(rendered["deployment.yaml"])
+
+
+def volumes_of(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {volume["name"]: volume for volume in doc["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_replicas_share_the_database_and_the_outputs_bucket(render_script: ModuleType) -> None:
+    rendered = docs(render_script.render(REPO / "config"))
+    assert "server-volume.yaml" not in rendered
+    for name in ("deployment.yaml", "cloud-run-service.yaml"):
+        volumes = volumes_of(rendered[name])
+        assert sorted(volumes) == ["models", "tmp"], "no volume for outputs: they go to a bucket"
+        assert not any("emptyDir" in volumes[v] and v == "outputs" for v in volumes)
+        mounts = {
+            mount["mountPath"]: mount["name"] for mount in container(rendered[name])["volumeMounts"]
+        }
+        assert mounts == {"/app/models": "models", "/tmp": "tmp"}
+    assert volumes_of(rendered["deployment.yaml"])["tmp"] == {"emptyDir": {}, "name": "tmp"}
+    deployment = rendered["deployment.yaml"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["aiprod.dev/output-url"] == "gs://aiprod-prod-outputs/videos"
+    staging = docs(render_script.render(REPO / "config", "staging"))["deployment.yaml"]
+    staging_annotations = staging["spec"]["template"]["metadata"]["annotations"]
+    assert staging_annotations["aiprod.dev/output-url"] == "gs://aiprod-staging-outputs/videos"
+
+
+def one_replica(data: dict[str, Any]) -> None:
+    """cloud-run.yaml of one server in every environment, with no database secret."""
+    del data["secrets"]["database_url"]
+    for site in data["environments"].values():
+        site.update(replicas=1, min_instances=0, max_instances=1)
+
+
+def test_one_replica_with_sqlite_keeps_its_folder_on_a_volume_claim(
+    render_script: ModuleType, config_dir: Path
+) -> None:
+    edit_yaml(config_dir / "cloud" / "cloud-run.yaml", one_replica)
+    rendered = docs(render_script.render(config_dir))
+    claim = rendered["server-volume.yaml"]
+    assert claim["kind"] == "PersistentVolumeClaim"
+    assert claim["metadata"]["name"] == "aiprod-server-outputs"
+    assert claim["metadata"]["namespace"] == "aiprod"
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "20Gi"}},
+    }
+    deployment = rendered["deployment.yaml"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert volumes_of(deployment)["outputs"] == {
+        "name": "outputs",
+        "persistentVolumeClaim": {"claimName": "aiprod-server-outputs"},
+    }
+    mounts = {mount["mountPath"]: mount["name"] for mount in container(deployment)["volumeMounts"]}
+    assert mounts["/app/outputs"] == "outputs"
+    assert "AIPROD_DATABASE_URL" not in env_of(deployment)
+    # Cloud Run has no persistent disks: its one instance keeps the folder in memory.
+    run = rendered["cloud-run-service.yaml"]
+    assert volumes_of(run)["outputs"] == {"emptyDir": {"medium": "Memory"}, "name": "outputs"}
+    assert "AIPROD_DATABASE_URL" not in env_of(run)
+    kubernetes_validate.validate(claim, "1.30", strict=True)
+
+
+def test_database_without_a_bucket_keeps_videos_on_the_volume(
+    render_script: ModuleType, config_dir: Path
+) -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["environments"]["production"].update(replicas=1, min_instances=1, max_instances=1)
+        data["server_volume"] = {"size": "200Gi", "storage_class": "premium-rwo"}
+
+    edit_yaml(config_dir / "cloud" / "cloud-run.yaml", change)
+    edit_yaml(config_dir / "env" / "production.yaml", lambda d: d["serving"].pop("output_url"))
+    rendered = docs(render_script.render(config_dir))
+    assert rendered["server-volume.yaml"]["spec"]["storageClassName"] == "premium-rwo"
+    assert rendered["server-volume.yaml"]["spec"]["resources"]["requests"]["storage"] == "200Gi"
+    deployment = rendered["deployment.yaml"]
+    assert "AIPROD_DATABASE_URL" in env_of(deployment)
+    assert "aiprod.dev/output-url" not in deployment["spec"]["template"]["metadata"]["annotations"]
+    assert volumes_of(deployment)["outputs"]["persistentVolumeClaim"] == {
+        "claimName": "aiprod-server-outputs"
+    }
+
+
+def test_several_replicas_without_a_database_secret_are_refused(
+    render_script: ModuleType,
+    config_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(config_dir.parent)
+    edit_yaml(config_dir / "cloud" / "cloud-run.yaml", lambda d: d["secrets"].pop("database_url"))
+    assert render_script.main(["--config-dir", str(config_dir), "--check"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: invalid configuration (2 problems):",
+        (
+            "  config/cloud/cloud-run.yaml: environments.production.replicas: 2 replicas need "
+            "PostgreSQL to share jobs: set secrets.database_url (the Secret holding "
+            "AIPROD_DATABASE_URL), or replicas: 1 to keep jobs in the embedded SQLite file"
+        ),
+        (
+            "  config/cloud/cloud-run.yaml: environments.staging.max_instances: 2 Cloud Run "
+            "instances need PostgreSQL to share jobs: set secrets.database_url (the Secret "
+            "holding AIPROD_DATABASE_URL), or max_instances: 1 to keep jobs in the embedded "
+            "SQLite file"
+        ),
+    ]
+
+
+def test_several_replicas_without_an_outputs_bucket_are_refused(
+    render_script: ModuleType, config_dir: Path
+) -> None:
+    edit_yaml(config_dir / "env" / "production.yaml", lambda d: d["serving"].pop("output_url"))
+    with pytest.raises(render_script.RenderError) as info:
+        render_script.render(config_dir)
+    assert str(info.value) == (
+        "environment 'production' runs up to 8 servers (replicas 2, Cloud Run max_instances 8) "
+        "but keeps videos in each server's own folder (serving.output_url is null); set "
+        "serving.output_url: gs://<bucket>/<prefix> in config/env/production.yaml, or run one "
+        "server"
+    )
+
+
+@pytest.mark.parametrize("url", ["file:///srv/videos", "memory://videos"])
+def test_outputs_must_go_to_a_bucket(render_script: ModuleType, config_dir: Path, url: str) -> None:
+    edit_yaml(config_dir / "env" / "staging.yaml", lambda d: d["serving"].update(output_url=url))
+    with pytest.raises(render_script.RenderError) as info:
+        render_script.render(config_dir, "staging")
+    assert str(info.value) == (
+        f"serving.output_url of environment 'staging' is {url!r}; a deployed server keeps its "
+        "videos in a bucket (gs://<bucket>/<prefix> or s3://<bucket>/<prefix>) or, with null, "
+        "in its own volume: fix it in config/env/staging.yaml"
+    )
+
+
+def test_a_volume_claim_no_longer_rendered_is_reported_and_removed(
+    render_script: ModuleType,
+    config_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    args = ["--config-dir", str(config_dir), "--output", str(out)]
+    cloud_run = config_dir / "cloud" / "cloud-run.yaml"
+    original = cloud_run.read_text(encoding="utf-8")
+    edit_yaml(cloud_run, one_replica)
+    assert render_script.main(args) == 0
+    assert (out / "server-volume.yaml").is_file()
+    assert render_script.main([*args, "--check"]) == 0
+    capsys.readouterr()
+
+    cloud_run.write_text(original, encoding="utf-8")  # back to PostgreSQL and a bucket
+    assert render_script.main([*args, "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "out/server-volume.yaml: not part of a fresh render (remove it)" in err
+    assert (out / "server-volume.yaml").is_file(), "--check must not remove"
+    assert render_script.main(args) == 0
+    assert "removed out/server-volume.yaml (not part of this render)" in capsys.readouterr().out
+    assert not (out / "server-volume.yaml").exists()
+    assert render_script.main([*args, "--check"]) == 0
+
+
 def test_deployment_runs_as_non_root_on_the_serving_port(render_script: ModuleType) -> None:
     deployment = docs(render_script.render(REPO / "config"))["deployment.yaml"]
     pod = deployment["spec"]["template"]["spec"]
@@ -232,7 +436,7 @@ def test_check_reports_modified_and_missing_files(
 ) -> None:
     out = tmp_path / "out"
     assert render_script.main(["--config-dir", str(config_dir), "--output", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(render_script.RENDERERS)
+    assert sorted(p.name for p in out.iterdir()) == sorted(render_script.render(config_dir))
     capsys.readouterr()
 
     service = out / "service.yaml"

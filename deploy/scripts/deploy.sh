@@ -57,6 +57,8 @@ render_manifests
 
 if [[ "$TARGET" == kubernetes ]]; then
   files=(-f "$MANIFESTS/deployment.yaml" -f "$MANIFESTS/service.yaml" -f "$MANIFESTS/ingress.yaml")
+  # One server that keeps its jobs or videos in its own folder: its volume claim first.
+  [[ -f "$MANIFESTS/server-volume.yaml" ]] && files=(-f "$MANIFESTS/server-volume.yaml" "${files[@]}")
   [[ "$WITH_ALERTS" == yes ]] && files+=(-f "$MANIFESTS/alerts.yaml")
   if [[ "$APPLY" == yes ]]; then
     run kubectl apply "${files[@]}"

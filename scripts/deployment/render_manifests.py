@@ -10,6 +10,8 @@ config/cloud/{cloud-run,monitoring,logging}.yaml (load_cloud_config), and the tr
 job's config/cloud/training.yaml (load_training_job_config) with the training config it
 names. Outputs, one document per file, keys sorted, under a "do not edit" header:
 
+  server-volume.yaml       v1 PersistentVolumeClaim of the server's own folder, only when
+                           it keeps jobs (SQLite) or videos there (one replica)
   deployment.yaml          apps/v1 Deployment of the HTTP server
   service.yaml             v1 Service (ClusterIP, port 80 -> the serving port)
   ingress.yaml             networking.k8s.io/v1 Ingress with TLS
@@ -25,6 +27,11 @@ in cloud-run.yaml (kubernetes-validate, offline, strict); the PrometheusRule and
 Service, which those schemas do not cover, are checked against models of their structure.
 The committed files are the production render (`--env production`, in the variant that
 environment selects); `--check` compares a fresh render with the files on disk.
+
+Several servers (replicas, Cloud Run instances) need the PostgreSQL job store
+(`secrets.database_url`, checked by cloud-run.yaml's model) and a bucket for the videos
+(`serving.output_url`, checked here); a server with neither keeps both in its own folder,
+on a volume claim on Kubernetes.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from aiprod_core.config import (
     load_cloud_config,
     load_config,
 )
+from aiprod_core.config.cloud import SecretSettings
 from aiprod_core.config.training_job import (
     TRAINING_FILE,
     TrainingJobConfig,
@@ -289,6 +297,20 @@ class Plan:
     def resources(self) -> CpuResources:
         return self.run.resources.gpu if self.gpu else self.run.resources.cpu
 
+    @property
+    def keeps_local_state(self) -> bool:
+        """Whether the server keeps jobs (SQLite) or videos in its own folder.
+
+        Not when the job store is PostgreSQL (secrets.database_url) and the videos go to
+        a bucket (serving.output_url): then the folder holds nothing and gets no volume.
+        """
+        return self.run.secrets.database_url is None or self.cfg.serving.output_url is None
+
+    @property
+    def outputs_claim(self) -> str:
+        """Name of the PersistentVolumeClaim of the server's own folder."""
+        return f"{self.name}-outputs"
+
     def model_object(self) -> str:
         """The served model's file, relative to the models mount (= its object in the bucket)."""
         entry = self.cfg.model(self.cfg.serving.default_model)
@@ -333,6 +355,7 @@ def build_plan(config_dir: Path, env: str, gpu: bool | None) -> Plan:
             "folder below the repository (such as models/) to mount the weights bucket; got "
             + ", ".join(weights)
         )
+    check_server_state(cfg, site, env)
     use_gpu = site.gpu if gpu is None else gpu
     training = build_training_plan(config_dir)
     return Plan(
@@ -376,27 +399,6 @@ def _ready_probe(port: int, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def _container(plan: Plan, token_key: str, **fields: Any) -> dict[str, Any]:
-    """The server container as both targets run it, plus the target's own ``fields``."""
-    token = plan.run.secrets.api_token
-    env = [
-        {
-            "name": "AIPROD_API_TOKEN",
-            "valueFrom": {"secretKeyRef": {"key": token_key, "name": token.name}},
-        },
-        {"name": "AIPROD_CONFIG_DIR", "value": CONFIG_DIR},
-        {"name": "AIPROD_ENV", "value": plan.env},
-        {"name": "AIPROD_LOGGING__LEVEL", "value": plan.log.level},
-        {"name": "HOME", "value": "/tmp"},
-    ]
-    mounts = [
-        {"mountPath": plan.models_root, "name": "models", "readOnly": True},
-        {"mountPath": container_path(plan.cfg.paths.outputs), "name": "outputs"},
-        {"mountPath": "/tmp", "name": "tmp"},
-    ]
-    return {"env": env, "image": plan.image, "name": "server", "volumeMounts": mounts, **fields}
-
-
 def _limits(resources: CpuResources) -> dict[str, str]:
     limits = {"cpu": resources.cpu, "memory": resources.memory}
     if isinstance(resources, GpuResources):
@@ -404,14 +406,140 @@ def _limits(resources: CpuResources) -> dict[str, str]:
     return limits
 
 
-def _volumes(driver: str, bucket: dict[str, str], scratch: dict[str, str]) -> list[dict[str, Any]]:
-    """The weights bucket mounted read-only by ``driver``, and two scratch folders."""
-    models = {"driver": driver, "readOnly": True, "volumeAttributes": bucket}
+# ------------------------------------------------- the server's secrets and its state
+#: Environment variable of the server -> the entry of cloud-run.yaml's ``secrets`` that holds
+#: its value (entries that are null are left out: the server then runs without it).
+SECRET_VARIABLES: dict[str, str] = {
+    "AIPROD_API_TOKEN": "api_token",
+    "AIPROD_DATABASE_URL": "database_url",
+    "AIPROD_WEBHOOK_SECRET": "webhook_secret",
+}
+#: URL schemes of the object storage a deployed server may keep its videos in.
+BUCKET_SCHEMES = ("gs", "s3")
+#: The volume of the server's own folder (paths.outputs), when it keeps state there.
+OUTPUTS_VOLUME = "outputs"
+Target = Literal["kubernetes", "cloud-run"]
+
+
+def check_server_state(cfg: AiprodConfig, site: EnvironmentSettings, env: str) -> None:
+    """Videos go to a bucket, or stay in the one server's folder; never in several folders.
+
+    cloud-run.yaml's model already refuses several servers without secrets.database_url
+    (the job store); this adds what needs the application config: several servers need
+    ``serving.output_url`` too, so that any of them serves a video another one made.
+    """
+    url, overlay = cfg.serving.output_url, f"config/env/{env}.yaml"
+    if url is not None and url.partition("://")[0].lower() not in BUCKET_SCHEMES:
+        raise RenderError(
+            f"serving.output_url of environment {env!r} is {url!r}; a deployed server keeps its "
+            "videos in a bucket (gs://<bucket>/<prefix> or s3://<bucket>/<prefix>) or, with "
+            f"null, in its own volume: fix it in {overlay}"
+        )
+    servers = max(site.replicas, site.max_instances)
+    if url is None and servers > 1:
+        raise RenderError(
+            f"environment {env!r} runs up to {servers} servers (replicas {site.replicas}, Cloud "
+            f"Run max_instances {site.max_instances}) but keeps videos in each server's own "
+            f"folder (serving.output_url is null); set serving.output_url: "
+            f"gs://<bucket>/<prefix> in {overlay}, or run one server"
+        )
+
+
+def server_env(plan: Plan, target: Target) -> list[dict[str, Any]]:
+    """The server's environment: the secrets by reference, then the plain settings.
+
+    A Kubernetes secretKeyRef names the Secret and its key; Cloud Run spells a Secret
+    Manager reference the same way, with the secret's version as the key. No value of a
+    secret is ever written into a manifest.
+    """
+    env = []
+    for variable, entry in SECRET_VARIABLES.items():
+        secret: SecretSettings | None = getattr(plan.run.secrets, entry)
+        if secret is None:
+            continue
+        key = secret.key if target == "kubernetes" else secret.version
+        env.append(
+            {"name": variable, "valueFrom": {"secretKeyRef": {"key": key, "name": secret.name}}}
+        )
     return [
-        {"csi": models, "name": "models"},
-        {"emptyDir": dict(scratch), "name": "outputs"},
-        {"emptyDir": dict(scratch), "name": "tmp"},
+        *env,
+        {"name": "AIPROD_CONFIG_DIR", "value": CONFIG_DIR},
+        {"name": "AIPROD_ENV", "value": plan.env},
+        {"name": "AIPROD_LOGGING__LEVEL", "value": plan.log.level},
+        {"name": "HOME", "value": "/tmp"},
     ]
+
+
+def server_mounts(plan: Plan) -> list[dict[str, Any]]:
+    """The weights read-only, the server's folder when it keeps state there, and /tmp.
+
+    /tmp is scratch space (HOME, and the mp4 a server encodes before it uploads it to
+    the bucket): the root file system is read-only.
+    """
+    mounts: list[dict[str, Any]] = [
+        {"mountPath": plan.models_root, "name": "models", "readOnly": True}
+    ]
+    if plan.keeps_local_state:
+        mounts.append({"mountPath": container_path(plan.cfg.paths.outputs), "name": OUTPUTS_VOLUME})
+    mounts.append({"mountPath": "/tmp", "name": "tmp"})
+    return mounts
+
+
+def server_volumes(plan: Plan, target: Target) -> list[dict[str, Any]]:
+    """The volumes behind :func:`server_mounts` on ``target``.
+
+    The weights bucket comes through each platform's Cloud Storage FUSE driver. The
+    server's own folder is the PersistentVolumeClaim of :func:`render_server_volume` on
+    Kubernetes (a restart keeps its jobs and videos) and memory on Cloud Run, which has
+    no persistent disks. /tmp is an emptyDir (on Cloud Run in memory, as Cloud Run's
+    emptyDir volumes must be).
+    """
+    weights: dict[str, Any] = {"readOnly": True}
+    scratch: dict[str, str]
+    state: dict[str, Any]
+    if target == "kubernetes":
+        weights["driver"] = "gcsfuse.csi.storage.gke.io"
+        weights["volumeAttributes"] = {
+            "bucketName": plan.site.models_bucket,
+            "mountOptions": "implicit-dirs",
+        }
+        scratch = {}
+        state = {"persistentVolumeClaim": {"claimName": plan.outputs_claim}}
+    else:
+        weights["driver"] = "gcsfuse.run.googleapis.com"
+        weights["volumeAttributes"] = {"bucketName": plan.site.models_bucket}
+        scratch = {"medium": "Memory"}
+        state = {"emptyDir": {"medium": "Memory"}}
+    volumes: list[dict[str, Any]] = [{"csi": weights, "name": "models"}]
+    if plan.keeps_local_state:
+        volumes.append({"name": OUTPUTS_VOLUME, **state})
+    volumes.append({"emptyDir": scratch, "name": "tmp"})
+    return volumes
+
+
+def _container(plan: Plan, target: Target, **fields: Any) -> dict[str, Any]:
+    """The server container as both targets run it, plus the target's own ``fields``."""
+    env, mounts = server_env(plan, target), server_mounts(plan)
+    return {"env": env, "image": plan.image, "name": "server", "volumeMounts": mounts, **fields}
+
+
+def render_server_volume(plan: Plan) -> dict[str, Any] | None:
+    """The claim of the server's own folder; None when jobs and videos are elsewhere."""
+    if not plan.keeps_local_state:
+        return None
+    volume = plan.run.server_volume
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": volume.size}},
+    }
+    if volume.storage_class is not None:
+        spec["storageClassName"] = volume.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(plan, plan.outputs_claim),
+        "spec": spec,
+    }
 
 
 def render_deployment(plan: Plan) -> dict[str, Any]:
@@ -423,7 +551,7 @@ def render_deployment(plan: Plan) -> dict[str, Any]:
     resources = plan.resources
     container = _container(
         plan,
-        plan.run.secrets.api_token.key,
+        "kubernetes",
         imagePullPolicy="IfNotPresent",
         livenessProbe={**_probe("/healthz", "http", 20, 3), "initialDelaySeconds": 10},
         ports=ports,
@@ -449,11 +577,7 @@ def render_deployment(plan: Plan) -> dict[str, Any]:
         },
         "serviceAccountName": plan.run.service_accounts.kubernetes,
         "terminationGracePeriodSeconds": plan.run.request_timeout_seconds,
-        "volumes": _volumes(
-            "gcsfuse.csi.storage.gke.io",
-            {"bucketName": plan.site.models_bucket, "mountOptions": "implicit-dirs"},
-            {},
-        ),
+        "volumes": server_volumes(plan, "kubernetes"),
     }
     if isinstance(resources, GpuResources):
         pod["nodeSelector"] = {"cloud.google.com/gke-accelerator": resources.type}
@@ -472,6 +596,15 @@ def render_deployment(plan: Plan) -> dict[str, Any]:
     }
     if entry.sha256:
         annotations["aiprod.dev/model-sha256"] = entry.sha256
+    if plan.cfg.serving.output_url is not None:
+        annotations["aiprod.dev/output-url"] = plan.cfg.serving.output_url
+    # The server's own volume (ReadWriteOnce, one SQLite writer) goes from the old pod to
+    # the new one; a surge pod would wait for it, or share the file with the old server.
+    strategy: dict[str, Any] = (
+        {"type": "Recreate"}
+        if plan.keeps_local_state
+        else {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}, "type": "RollingUpdate"}
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -480,10 +613,7 @@ def render_deployment(plan: Plan) -> dict[str, Any]:
             "replicas": plan.site.replicas,
             "revisionHistoryLimit": 10,
             "selector": {"matchLabels": plan.selector},
-            "strategy": {
-                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-                "type": "RollingUpdate",
-            },
+            "strategy": strategy,
             "template": {
                 "metadata": {"annotations": annotations, "labels": plan.labels},
                 "spec": pod,
@@ -573,7 +703,7 @@ def render_cloud_run(plan: Plan) -> dict[str, Any]:
     }
     container = _container(
         plan,
-        plan.run.secrets.api_token.version,
+        "cloud-run",
         livenessProbe=_probe("/healthz", port, 20, 3),
         ports=[{"containerPort": port, "name": "http1"}],
         resources={"limits": _limits(plan.resources)},
@@ -587,11 +717,7 @@ def render_cloud_run(plan: Plan) -> dict[str, Any]:
         "containers": [container],
         "serviceAccountName": f"{account}.iam.gserviceaccount.com",
         "timeoutSeconds": plan.run.request_timeout_seconds,
-        "volumes": _volumes(
-            "gcsfuse.run.googleapis.com",
-            {"bucketName": plan.site.models_bucket},
-            {"medium": "Memory"},
-        ),
+        "volumes": server_volumes(plan, "cloud-run"),
     }
     if isinstance(plan.resources, GpuResources):
         template_annotations["run.googleapis.com/cpu-throttling"] = "false"
@@ -897,8 +1023,10 @@ def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _represent_text)
 
 
-#: file name -> renderer, in the order files are written and reported.
-RENDERERS: dict[str, Callable[[Plan], dict[str, Any]]] = {
+#: file name -> renderer, in the order files are written and reported. A renderer that
+#: returns None has nothing to render for these inputs (its file is then not written).
+RENDERERS: dict[str, Callable[[Plan], dict[str, Any] | None]] = {
+    "server-volume.yaml": render_server_volume,
     "deployment.yaml": render_deployment,
     "service.yaml": render_service,
     "ingress.yaml": render_ingress,
@@ -918,6 +1046,8 @@ def render(config_dir: Path, env: str = COMMITTED_ENV, gpu: bool | None = None) 
     files = {}
     for name, renderer in RENDERERS.items():
         doc = renderer(plan)
+        if doc is None:
+            continue
         validate_document(name, doc, plan.run.kubernetes_version)
         body = yaml.dump(doc, Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=1000)
         files[name] = f"{HEADER}# environment: {env}; variant: {variant}\n{body}"
@@ -933,6 +1063,12 @@ def stale_files(files: dict[str, str], output: Path) -> list[str]:
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
             stale.append(name)
     return stale
+
+
+def leftover_files(files: dict[str, str], output: Path) -> list[str]:
+    """Names of files in ``output`` that a renderer writes for other inputs but not for
+    these (such as server-volume.yaml once the server keeps no state of its own)."""
+    return [name for name in RENDERERS if name not in files and (output / name).exists()]
 
 
 def _shown(path: Path, root: Path) -> str:
@@ -979,11 +1115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     root = config_dir.parent
     output = args.output or root / "deploy" / "kubernetes"
+    leftover = leftover_files(files, output)
     if args.check:
         stale = stale_files(files, output)
         for name in stale:
             print(f"{_shown(output / name, root)}: differs from a fresh render", file=sys.stderr)
-        if stale:
+        for name in leftover:
+            shown = _shown(output / name, root)
+            print(f"{shown}: not part of a fresh render (remove it)", file=sys.stderr)
+        if stale or leftover:
             print(
                 "run `nox -s deployment -- render_manifests` (with the same options) and commit the result",
                 file=sys.stderr,
@@ -998,6 +1138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(f"wrote {_shown(output / name, root)}")
+    for name in leftover:
+        try:
+            (output / name).unlink()
+        except OSError as exc:
+            print(f"error: cannot remove {output / name}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"removed {_shown(output / name, root)} (not part of this render)")
     return 0
 
 

@@ -7,8 +7,9 @@ The helpers in ``fixtures/clips.py`` are loaded by path (tests run with
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,17 +20,21 @@ import pytest
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 
 
-def _load_clips() -> ModuleType:
-    name = "aiprod_pipelines_test_clips"
+def _load_fixture(stem: str) -> ModuleType:
+    name = f"aiprod_pipelines_test_{stem}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, FIXTURES_DIR / "clips.py")
+    spec = importlib.util.spec_from_file_location(name, FIXTURES_DIR / f"{stem}.py")
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {FIXTURES_DIR / 'clips.py'}")
+        raise ImportError(f"cannot load {FIXTURES_DIR / f'{stem}.py'}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _load_clips() -> ModuleType:
+    return _load_fixture("clips")
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +81,34 @@ def tiny() -> Any:
         torch.manual_seed(0)
         torch.nn.init.normal_(loaded.model.transformer.final_proj.weight, std=0.5)
     return loaded
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A PostgreSQL server of the system's binaries on 127.0.0.1, for the whole session.
+
+    Skipped with a reason when there are no binaries, failed instead with
+    ``AIPROD_REQUIRE_POSTGRES=1`` (``.ci/run``): the PostgreSQL tests never pass silently.
+    """
+    module = _load_fixture("postgres_server")
+    binaries = module.find_binaries()
+    if binaries is None:
+        if os.environ.get(module.REQUIRE_VARIABLE) == "1":
+            pytest.fail(f"{module.SKIP_REASON} ({module.REQUIRE_VARIABLE}=1)")
+        pytest.skip(module.SKIP_REASON)
+    server = module.PostgresServer(binaries)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> Iterator[str]:
+    """The URL of a new, empty database on :func:`postgres_server`, dropped afterwards."""
+    url: str = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)

@@ -68,6 +68,29 @@ def test_fixture_inputs_load_into_typed_sections(cloud_dir: Path) -> None:
     assert cloud.source("logging") == "config/cloud/logging.yaml"
 
 
+def test_secrets_and_the_server_volume(cloud_dir: Path) -> None:
+    secrets = load_cloud_config(cloud_dir.parent).cloud_run.secrets
+    assert secrets.database_url is not None
+    assert (secrets.database_url.name, secrets.database_url.key) == ("test-database-url", "url")
+    assert secrets.database_url.version == "3"
+    assert secrets.webhook_secret is None  # optional: the server then refuses webhooks
+    volume = load_cloud_config(cloud_dir.parent).cloud_run.server_volume
+    assert (volume.size, volume.storage_class) == ("20Gi", None)  # the defaults
+
+    def change(data: dict[str, Any]) -> None:
+        data["secrets"]["webhook_secret"] = {"name": "hooks", "key": "secret"}
+        data["server_volume"] = {"size": "100Gi", "storage_class": "premium-rwo"}
+
+    edit_yaml(cloud_dir / "cloud-run.yaml", change)
+    run = load_cloud_config(cloud_dir.parent).cloud_run
+    assert run.secrets.webhook_secret is not None
+    assert (run.secrets.webhook_secret.name, run.secrets.webhook_secret.version) == (
+        "hooks",
+        "latest",
+    )
+    assert (run.server_volume.size, run.server_volume.storage_class) == ("100Gi", "premium-rwo")
+
+
 def test_repository_inputs_cover_the_deployed_environments(repo_config_dir: Path) -> None:
     cloud = load_cloud_config(repo_config_dir)
     deployed = set(cloud.cloud_run.environments)
@@ -77,6 +100,11 @@ def test_repository_inputs_cover_the_deployed_environments(repo_config_dir: Path
     assert cloud.environment("production").namespace == "aiprod"
     assert cloud.log_settings("staging").level == "DEBUG"
     assert cloud.monitoring.scrape.port is None
+    secrets = cloud.cloud_run.secrets
+    assert secrets.database_url is not None
+    assert secrets.database_url.name == "aiprod-database-url"
+    assert secrets.webhook_secret is not None
+    assert secrets.webhook_secret.name == "aiprod-webhook-secret"
 
 
 def test_sections_are_frozen(cloud_dir: Path) -> None:
@@ -227,6 +255,49 @@ def test_empty_file_lacks_every_required_key(cloud_dir: Path) -> None:
     assert message.startswith("invalid configuration (3 problems):\n")
     for key in ("scrape", "metrics", "alerts"):
         assert f"config/cloud/monitoring.yaml: {key}: required key is missing" in message
+
+
+# ------------------------------------------------- several replicas need PostgreSQL
+def test_several_replicas_without_a_database_secret_are_refused(cloud_dir: Path) -> None:
+    edit_yaml(cloud_dir / "cloud-run.yaml", lambda data: data["secrets"].pop("database_url"))
+    assert error_of(cloud_dir.parent) == (
+        "invalid configuration:\n"
+        "  config/cloud/cloud-run.yaml: environments.production.replicas: 2 replicas need "
+        "PostgreSQL to share jobs: set secrets.database_url (the Secret holding "
+        "AIPROD_DATABASE_URL), or replicas: 1 to keep jobs in the embedded SQLite file"
+    )
+
+
+def test_several_cloud_run_instances_without_a_database_secret_are_refused(
+    cloud_dir: Path,
+) -> None:
+    def change(data: dict[str, Any]) -> None:
+        del data["secrets"]["database_url"]
+        data["environments"]["production"]["replicas"] = 1
+        data["environments"]["development"]["max_instances"] = 3
+
+    edit_yaml(cloud_dir / "cloud-run.yaml", change)
+    message = error_of(cloud_dir.parent)
+    assert message.startswith("invalid configuration (2 problems):\n")
+    assert (
+        "config/cloud/cloud-run.yaml: environments.development.max_instances: 3 Cloud Run "
+        "instances need PostgreSQL to share jobs: set secrets.database_url"
+    ) in message
+    assert "environments.production.max_instances: 4 Cloud Run instances need PostgreSQL" in (
+        message
+    )
+    assert "or max_instances: 1 to keep jobs in the embedded SQLite file" in message
+
+
+def test_one_replica_everywhere_needs_no_database_secret(cloud_dir: Path) -> None:
+    def change(data: dict[str, Any]) -> None:
+        del data["secrets"]["database_url"]
+        data["environments"]["production"].update(replicas=1, max_instances=1)
+
+    edit_yaml(cloud_dir / "cloud-run.yaml", change)
+    cloud = load_cloud_config(cloud_dir.parent)
+    assert cloud.cloud_run.secrets.database_url is None
+    assert cloud.environment("production").replicas == 1
 
 
 # --------------------------------------------------------------- unreadable files

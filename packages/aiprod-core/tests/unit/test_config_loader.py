@@ -258,3 +258,16 @@ def test_api_token_is_read_only_from_its_variable() -> None:
     assert api_token({"AIPROD_API_TOKEN": " s3cret \n"}) == "s3cret"
     assert api_token({"AIPROD_API_TOKEN": "   "}) is None
     assert api_token({}) is None
+
+
+def test_database_url_is_a_secret_read_only_from_its_variable(config_dir: Path) -> None:
+    from aiprod_core.config import database_url
+
+    url = "postgresql://aiprod:s3cret@db:5432/aiprod"
+    assert database_url({"AIPROD_DATABASE_URL": f" {url}\n"}) == url
+    assert database_url({"AIPROD_DATABASE_URL": ""}) is None
+    assert database_url({}) is None
+    # Reserved: it never reads as a config override, and loading with it set works.
+    environ = {"AIPROD_DATABASE_URL": url, "AIPROD_REQUIRE_POSTGRES": "1"}
+    config = load_config(config_dir, environ=environ)
+    assert "s3cret" not in config.model_dump_json()

@@ -265,7 +265,7 @@ def test_retention_keeps_the_newest_files_and_answers_410_for_the_rest(
         assert client.get(f"/v1/videos/{job_id}/content").status_code == 200
 
 
-def test_files_of_an_earlier_run_count_towards_retention(
+def test_videos_without_a_job_are_deleted_at_start_up(
     serve: Callable[..., Any], tmp_path: Path
 ) -> None:
     folder = tmp_path / "server"
@@ -274,7 +274,10 @@ def test_files_of_an_earlier_run_count_towards_retention(
         (folder / f"old{index}.mp4").write_bytes(b"old")
     (folder / "notes.txt").write_text("kept: not a video")
     serve(output_retention=2)
-    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "old1.mp4", "old2.mp4"]
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith("jobs.sqlite3")) == [
+        "notes.txt"
+    ]
+    assert (folder / "jobs.sqlite3").is_file()
 
 
 def metric(text: str, sample: str) -> float:

@@ -3,7 +3,9 @@
 Schemathesis reads /openapi.json from a live server under uvicorn and sends generated
 requests (valid and invalid) to every operation, with the bearer token. No answer may be
 a 5xx, every answer must match what the schema documents (status codes, content types,
-headers, bodies), and invalid requests must be rejected with a 4xx.
+headers, bodies), and invalid requests must be rejected with a 4xx. The served model
+takes sizes in multiples of 8 and ``1 + 4k`` frames, and the schema says so: a generated
+body the schema allows is never refused for its width, height or frame count.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         serving=serving, output_dir=folder / "server", api_token=TOKEN, shutdown_grace_seconds=5.0
     )
     server = LiveServer(
-        create_app(settings_, SyntheticVideoGenerator(size_multiple=1, frame_multiple=1))
+        create_app(settings_, SyntheticVideoGenerator(size_multiple=8, frame_multiple=4))
     ).start()
     assert wait_until(
         lambda: httpx.get(server.url + "/readyz", headers=AUTH, timeout=5).status_code == 200, 30.0
@@ -77,14 +79,17 @@ def api_schema(live: LiveServer) -> schemathesis.BaseSchema:
 
 OPERATIONS = [
     ("POST", "/v1/videos"),
+    ("GET", "/v1/videos"),
     ("GET", "/v1/videos/{id}"),
     ("GET", "/v1/videos/{id}/content"),
+    ("POST", "/v1/videos/{id}/cancel"),
+    ("DELETE", "/v1/videos/{id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
 ]
 #: Operations that take input, so schemathesis can also make invalid requests for them.
-WITH_INPUT = OPERATIONS[:3]
+WITH_INPUT = OPERATIONS[:6]
 CASES = [(*operation, GenerationMode.POSITIVE) for operation in OPERATIONS] + [
     (*operation, GenerationMode.NEGATIVE) for operation in WITH_INPUT
 ]
@@ -110,6 +115,7 @@ def test_no_operation_answers_5xx_or_off_schema(
 ) -> None:
     operation = api_schema[path][method]
     answered: list[int] = []
+    refused_fields: set[str] = set()
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
@@ -123,12 +129,28 @@ def test_no_operation_answers_5xx_or_off_schema(
             base_url=live.url, headers=AUTH, checks=CHECKS, timeout=10
         )
         answered.append(response.status_code)
+        if response.status_code == 422:
+            refused_fields.add(response.json()["field"])
 
     check()
     assert answered, "no request was sent"
     assert max(answered) < 500
-    if (method, mode) == ("POST", GenerationMode.POSITIVE):
+    if (method, path, mode) == ("POST", "/v1/videos", GenerationMode.POSITIVE):
         assert 202 in answered, f"no generated job was accepted: {sorted(set(answered))}"
+        assert not refused_fields & {"width", "height", "frames"}, refused_fields
+
+
+def test_the_schema_states_the_models_size_and_frame_rules(
+    api_schema: schemathesis.BaseSchema,
+) -> None:
+    body = api_schema.raw_schema["components"]["schemas"]["VideoRequestBody"]["properties"]
+    branches = {
+        name: next(b for b in body[name]["anyOf"] if b.get("type") == "integer")
+        for name in ("width", "height", "frames")
+    }
+    assert branches["width"]["multipleOf"] == branches["height"]["multipleOf"] == 8
+    assert branches["frames"]["enum"] == [1, 5, 9]
+    assert "1 + 4k (the model's temporal compression 4)" in body["frames"]["description"]
 
 
 def test_every_accepted_job_ends(live: LiveServer) -> None:

@@ -1,4 +1,6 @@
-"""The bounded queue (429 + Retry-After), concurrent clients, and shutdown with work in flight."""
+"""The bounded queue (429 + Retry-After), concurrent clients, and shutdown with work in flight.
+
+Shutdown leaves queued jobs queued in the job store (SQLite here), for the next start."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 from aiprod_core.config import ServingConfig
 from aiprod_pipelines.server import ServerSettings, create_app
 from aiprod_pipelines.server.app import ServerState
+from aiprod_pipelines.server.store import SQLiteJobStore
 from aiprod_pipelines.server.testing import LiveServer, SyntheticVideoGenerator, wait_until
 
 pytestmark = pytest.mark.integration
@@ -112,7 +115,12 @@ def test_concurrent_clients_lose_no_job(tmp_path: Path) -> None:
         live.stop()
 
 
-def test_shutdown_lets_the_running_job_finish_and_fails_the_queued_ones(tmp_path: Path) -> None:
+def stored(tmp_path: Path) -> SQLiteJobStore:
+    """The job store the server left in its folder, opened again (as after a restart)."""
+    return SQLiteJobStore(tmp_path / "server" / "jobs.sqlite3")
+
+
+def test_shutdown_lets_the_running_job_finish_and_keeps_the_queued_ones(tmp_path: Path) -> None:
     gate = threading.Event()
     live, client, state = start(tmp_path, SyntheticVideoGenerator(gate=gate), grace=WAIT_S)
     running = client.post("/v1/videos", json=REQUEST).json()["id"]
@@ -122,21 +130,27 @@ def test_shutdown_lets_the_running_job_finish_and_fails_the_queued_ones(tmp_path
 
     stopper = threading.Thread(target=live.stop, kwargs={"timeout": WAIT_S})
     stopper.start()
-    assert wait_until(lambda: all(state.jobs.get(i).status == "failed" for i in queued), WAIT_S)
+    assert wait_until(lambda: state.jobs._stopping, WAIT_S)
     assert state.jobs.get(running).status == "running"
     gate.set()
     stopper.join(WAIT_S)
     assert not stopper.is_alive()
 
-    finished = state.jobs.get(running)
-    assert finished.status == "succeeded"
-    assert finished.output is not None
-    assert finished.output.is_file()
-    for job_id in queued:
-        job = state.jobs.get(job_id)
-        assert job.error == "server shutting down"
-        assert job.finished_at is not None
-    assert state.jobs.counts() == {"queued": 0, "running": 0, "succeeded": 1, "failed": 3}
+    store = stored(tmp_path)
+    try:
+        finished = store.get(running)
+        assert finished.status == "succeeded"
+        assert (tmp_path / "server" / f"{running}.mp4").is_file()
+        assert [store.get(job_id).status for job_id in queued] == ["queued"] * 3
+        assert store.counts() == {
+            "queued": 3,
+            "running": 0,
+            "succeeded": 1,
+            "failed": 0,
+            "cancelled": 0,
+        }
+    finally:
+        store.close()
 
 
 def test_shutdown_marks_a_job_failed_when_it_outlives_the_grace_period(tmp_path: Path) -> None:
@@ -147,15 +161,19 @@ def test_shutdown_marks_a_job_failed_when_it_outlives_the_grace_period(tmp_path:
     assert wait_until(lambda: status_of(client, stuck) == "running", WAIT_S)
     client.close()
 
-    live.stop(timeout=WAIT_S)
-    job = state.jobs.get(stuck)
-    assert job.status == "failed"
-    assert (
-        job.error == "server shutting down: generation did not finish within the 0.2 s grace period"
-    )
-
-    gate.set()  # the worker wakes up, sees the cancellation and stops at its next step
-    assert wait_until(lambda: state.jobs.live_workers() == 0, WAIT_S)
-    assert state.jobs.get(stuck).status == "failed"
+    stopper = threading.Thread(target=live.stop, kwargs={"timeout": WAIT_S})
+    stopper.start()
+    reason = "server shutting down: generation did not finish within the 0.2 s grace period"
+    store = stored(tmp_path)
+    try:
+        assert wait_until(lambda: store.get(stuck).status == "failed", WAIT_S)
+        assert store.get(stuck).error == reason
+        gate.set()  # the worker wakes up, sees the cancellation and stops at its next step
+        stopper.join(WAIT_S)
+        assert not stopper.is_alive()
+        assert state.jobs.live_workers() == 0
+        assert store.get(stuck).status == "failed"
+    finally:
+        store.close()
     assert generator.generated == 0
     assert list((tmp_path / "server").glob("*.mp4")) == []

@@ -15,6 +15,7 @@ from aiprod_pipelines.pipelines import (
     InvalidRequestError,
     size_multiple,
 )
+from aiprod_pipelines.pipelines.request import MAX_FPS, MAX_GUIDANCE_SCALE, MAX_SEED
 
 REQUEST = GenerationRequest("a lighthouse at night", width=16, height=16, frames=5, steps=2)
 
@@ -69,18 +70,34 @@ def test_size_multiple_is_spatial_compression_times_patch() -> None:
         ({"steps": 0}, "steps: steps=0 is too small: use 1 or more"),
         (
             {"guidance_scale": 0.5},
-            "guidance_scale: guidance_scale=0.5 is out of range: use a number >= 1",
+            "guidance_scale: guidance_scale=0.5 is out of range: use a number from 1 to 100",
         ),
         ({"guidance_scale": float("nan")}, "guidance_scale: guidance_scale=nan is out of range"),
-        ({"seed": -1}, "seed: seed=-1 is out of range: use an integer from 0 to 2**64 - 1"),
-        ({"seed": 2**64}, "seed: seed=18446744073709551616 is out of range"),
+        ({"guidance_scale": 100.5}, "guidance_scale: guidance_scale=100.5 is out of range"),
+        (
+            {"seed": -1},
+            "seed: seed=-1 is out of range: use an integer from 0 to 2**53 - 1 (9007199254740991)",
+        ),
+        ({"seed": 2**53}, "seed: seed=9007199254740992 is out of range"),
         ({"fps": 0}, "fps: fps=0 is too small: use 1 or more"),
+        ({"fps": 241}, "fps: fps=241 is too large: use at most 240 frames per second"),
     ],
 )
 def test_invalid_values_name_field_and_nearest_valid(
     changes: dict[str, object], expected: str
 ) -> None:
     assert expected in error_for(dataclasses.replace(REQUEST, **changes))  # type: ignore[arg-type]
+
+
+def test_the_limits_are_the_ones_every_json_client_and_torch_can_use() -> None:
+    assert MAX_SEED == 2**53 - 1
+    assert float(MAX_SEED) == MAX_SEED  # exact as an IEEE double, so as a JSON number in JS
+    assert float(MAX_SEED + 2) != MAX_SEED + 2
+    torch.Generator().manual_seed(MAX_SEED)  # and a seed torch takes
+    largest = dataclasses.replace(
+        REQUEST, seed=MAX_SEED, guidance_scale=MAX_GUIDANCE_SCALE, fps=MAX_FPS
+    )
+    largest.validate(TINY)
 
 
 def test_the_first_problem_is_reported() -> None:

@@ -17,6 +17,8 @@ import uvicorn
 
 from aiprod_pipelines.server import cli
 from aiprod_pipelines.server.logs import JsonFormatter
+from aiprod_pipelines.server.store import SQLiteJobStore
+from aiprod_pipelines.server.store.schema import migrations
 from aiprod_pipelines.server.testing import wait_until
 
 #: The server tests' base configuration (tests/fixtures/server_config.json) and its serving.
@@ -36,7 +38,7 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (folder / "env" / "production.yaml").write_text(
         "serving:\n  host: 0.0.0.0\nlogging:\n  format: json\n"
     )
-    for name in ("AIPROD_ENV", "AIPROD_API_TOKEN"):
+    for name in ("AIPROD_ENV", "AIPROD_API_TOKEN", "AIPROD_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AIPROD_CONFIG_DIR", str(folder))
     return folder
@@ -350,3 +352,52 @@ def test_an_unwritable_videos_folder_is_one_line_exit_2_before_the_model_loads(
     assert err.count("\n") == 1
     assert recorded == []
     assert blocker.read_text() == "a file where the outputs folder should be\n"
+
+
+def test_the_videos_folder_is_not_needed_with_a_bucket_and_postgresql(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rendered manifests of several replicas mount nothing there (read-only root).
+    (config_dir.parent / "outputs").write_text("a file where the outputs folder should be\n")
+    monkeypatch.setenv("AIPROD_SERVING__OUTPUT_URL", "gs://videos-bucket/videos")
+    monkeypatch.delenv("AIPROD_DATABASE_URL", raising=False)
+    with pytest.raises(cli.ServerSetupError, match=r"^videos folder .* exists and is not a folder"):
+        cli.check_videos_folder(cli.load_config())  # SQLite still lives in the folder
+    monkeypatch.setenv("AIPROD_DATABASE_URL", "postgresql://aiprod@db.internal/aiprod")
+    assert cli.check_videos_folder(cli.load_config()) is None
+
+
+def test_the_job_store_is_opened_and_migrated_before_serving(
+    config_dir: Path, capsys: pytest.CaptureFixture[str], recorded: list[RecordingServer]
+) -> None:
+    assert cli.main(["--random-weights", "--device", "cpu"]) == 0
+    database = config_dir.parent / "outputs" / "server" / "jobs.sqlite3"
+    err = capsys.readouterr().err
+    assert f"jobs in sqlite:///{database}; videos in {database.parent})" in err
+    store = SQLiteJobStore(database)
+    try:
+        assert store.schema_version() == len(migrations("sqlite"))
+    finally:
+        store.close()
+
+
+@pytest.mark.fault("server")
+def test_an_unreachable_job_store_is_one_line_exit_2_before_the_model_is_announced(
+    config_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    recorded: list[RecordingServer],
+) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AIPROD_DATABASE_URL", f"postgresql://aiprod:s3cret@127.0.0.1:{port}/jobs")
+    assert cli.main(["--random-weights", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"aiprod-serve: error: job store postgresql://aiprod@127.0.0.1:{port}/jobs "
+        "(AIPROD_DATABASE_URL): cannot connect: "
+    )
+    assert "s3cret" not in err
+    assert err.count("\n") == 1
+    assert recorded == []

@@ -11,13 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
+from aiprod_core.checkpoints import save_checkpoint
 from aiprod_core.config import AiprodConfig
 from aiprod_core.errors import AiprodError
+from aiprod_core.models import build_model
 from aiprod_core.models.configs import GenerationDefaults
 from aiprod_core.models.presets import get_preset
 from aiprod_core.registry import RegistryError
+from aiprod_pipelines.pipelines.request import InvalidRequestError
 from aiprod_pipelines.server.generator import (
-    InvalidVideoRequest,
     PipelineVideoGenerator,
     ServerSetupError,
     VideoGenerator,
@@ -114,14 +116,16 @@ def test_check_of_a_missing_checkpoint(config: AiprodConfig, tmp_path: Path) -> 
     with pytest.raises(ServerSetupError, match=r"--checkpoint .*absent\.safetensors: no such file"):
         PipelineVideoGenerator(config, checkpoint=path).check()
     path.write_bytes(b"")
-    PipelineVideoGenerator(config, checkpoint=path).check()
+    with pytest.raises(ServerSetupError, match=r"absent\.safetensors: is truncated"):
+        PipelineVideoGenerator(config, checkpoint=path).check()
 
 
 def test_check_passes_for_random_weights_and_present_files(config: AiprodConfig) -> None:
     PipelineVideoGenerator(config, random_weights=True).check()
     weights = config.model_file("aiprod-tiny")
     weights.parent.mkdir(parents=True)
-    weights.write_bytes(b"")
+    tiny = get_preset("tiny")
+    save_checkpoint(build_model(tiny), tiny, weights)
     PipelineVideoGenerator(config).check()
 
 
@@ -177,7 +181,7 @@ def test_an_image_that_does_not_decode_fails_the_job_naming_it(
         {"prompt": "x", "width": 16, "height": 16, "frames": 5, "steps": 1, "images": images}
     ).resolved(tiny_generator.defaults())
     with pytest.raises(
-        InvalidVideoRequest, match=r"^images\.1\.data: the JPEG image cannot"
+        InvalidRequestError, match=r"^images\.1\.data: the JPEG image cannot"
     ) as bad:
         tiny_generator.generate(request, lambda step, total: None)
     assert bad.value.field == "images.1.data"
@@ -205,10 +209,10 @@ def test_the_tiny_pipeline_validates_and_generates(config: AiprodConfig) -> None
     generator.load()
     assert generator.source == "random weights (untrained)"
     defaults = generator.defaults()
-    with pytest.raises(InvalidVideoRequest, match="multiple of 8") as invalid:
+    with pytest.raises(InvalidRequestError, match="multiple of 8") as invalid:
         generator.validate(VideoRequest(prompt="x", width=12, height=16).resolved(defaults))
     assert invalid.value.field == "width"
-    with pytest.raises(InvalidVideoRequest) as blank:
+    with pytest.raises(InvalidRequestError) as blank:
         generator.validate(VideoRequest(prompt="  ", width=16, height=16).resolved(defaults))
     assert blank.value.field == "prompt"
 

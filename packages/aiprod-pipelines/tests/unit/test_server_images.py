@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from aiprod_core.config import ServingConfig
 from aiprod_core.errors import AiprodError
 from aiprod_core.models.configs import GenerationDefaults
-from aiprod_pipelines.server.generator import InvalidVideoRequest
+from aiprod_pipelines.pipelines.request import InvalidRequestError
 from aiprod_pipelines.server.images import (
     MAX_IMAGE_BYTES,
     MAX_IMAGE_DATA_CHARS,
@@ -215,7 +215,7 @@ def test_image_frames_within_the_video_pass() -> None:
 def test_image_frames_the_video_does_not_have_are_named(
     body: dict[str, object], field: str, message: str
 ) -> None:
-    with pytest.raises(InvalidVideoRequest) as refused:
+    with pytest.raises(InvalidRequestError) as refused:
         validated(body)
     assert refused.value.field == field
     assert str(refused.value).startswith(message)

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from PIL import Image
 
-from aiprod_pipelines.server.generator import InvalidVideoRequest
+from aiprod_pipelines.pipelines.request import InvalidRequestError
 from aiprod_pipelines.server.schemas import VideoRequest
 from aiprod_pipelines.server.testing import (
     SYNTHETIC_DEFAULTS,
@@ -95,7 +95,7 @@ def test_the_synthetic_generator_checks_sizes_like_a_model(
     request = VideoRequest.model_validate(
         {"prompt": "p", "width": 16, "height": 8, "frames": 5, **change}
     ).resolved(SYNTHETIC_DEFAULTS)
-    with pytest.raises(InvalidVideoRequest, match=words) as invalid:
+    with pytest.raises(InvalidRequestError, match=words) as invalid:
         SyntheticVideoGenerator().validate(request)
     assert invalid.value.field == field
 

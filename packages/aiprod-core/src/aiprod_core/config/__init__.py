@@ -20,8 +20,10 @@ from aiprod_core.config.loader import (
     RESERVED_VARIABLES,
     api_token,
     available_envs,
+    database_url,
     find_config_dir,
     load_config,
+    webhook_secret,
 )
 from aiprod_core.config.models import (
     AiprodConfig,
@@ -55,9 +57,11 @@ __all__ = [
     "ServingConfig",
     "api_token",
     "available_envs",
+    "database_url",
     "find_config_dir",
     "json_schema",
     "load_cloud_config",
     "load_config",
     "schema_text",
+    "webhook_secret",
 ]

@@ -11,7 +11,7 @@ keys.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -77,7 +77,28 @@ class SecretSettings(_Strict):
 
 
 class Secrets(_Strict):
+    """The secrets the server reads from its environment, referenced by name only.
+
+    ``database_url`` (AIPROD_DATABASE_URL) is the PostgreSQL job store that replicas share;
+    without it each server keeps its jobs in SQLite in its own folder, so only one replica
+    can run. ``webhook_secret`` (AIPROD_WEBHOOK_SECRET) signs webhooks; without it the
+    server refuses requests that ask for one.
+    """
+
     api_token: SecretSettings
+    database_url: SecretSettings | None = None
+    webhook_secret: SecretSettings | None = None
+
+
+class ServerVolume(_Strict):
+    """The persistent volume of a server that keeps its jobs or videos in its own folder.
+
+    Rendered (a PersistentVolumeClaim) only when the job store is the embedded SQLite file
+    or the videos stay in the local folder; a null storage class is the cluster's default.
+    """
+
+    size: Quantity = "20Gi"
+    storage_class: DnsLabel | None = None
 
 
 class ServiceAccounts(_Strict):
@@ -118,8 +139,36 @@ class CloudRunConfig(_Strict):
     request_timeout_seconds: int = Field(ge=1, le=3600)
     resources: Resources
     secrets: Secrets
+    server_volume: ServerVolume = Field(default_factory=ServerVolume)
     service_accounts: ServiceAccounts
     environments: dict[str, EnvironmentSettings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _replicas_share_a_database(self) -> CloudRunConfig:
+        """More than one server (replicas, Cloud Run instances) needs secrets.database_url."""
+        if self.secrets.database_url is not None:
+            return self
+        # Raised as a ValidationError so that each problem is reported at its key path
+        # (environments.<env>.replicas), one line per environment.
+        problems: list[Any] = []
+        for env, site in self.environments.items():
+            key = "replicas" if site.replicas > 1 else "max_instances"
+            count: int = getattr(site, key)
+            if count == 1:
+                continue
+            what = "replicas" if key == "replicas" else "Cloud Run instances"
+            message = (
+                f"{count} {what} need PostgreSQL to share jobs: set secrets.database_url (the "
+                f"Secret holding AIPROD_DATABASE_URL), or {key}: 1 to keep jobs in the embedded "
+                "SQLite file"
+            )
+            loc = ("environments", env, key)
+            problems.append(
+                {"type": "value_error", "loc": loc, "input": count, "ctx": {"error": message}}
+            )
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
 
 
 # ------------------------------------------------------------------ monitoring.yaml

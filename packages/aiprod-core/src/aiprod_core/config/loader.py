@@ -32,6 +32,12 @@ RESERVED_VARIABLES = {
     "AIPROD_ENV": "environment overlay to apply (config/env/<name>.yaml)",
     "AIPROD_CONFIG_DIR": "folder holding AIPROD.json (default: config/ of the repository)",
     "AIPROD_API_TOKEN": "bearer token required by the HTTP server when set",
+    "AIPROD_WEBHOOK_SECRET": "key of the HMAC-SHA256 signature of the server's webhooks "
+    "(X-Aiprod-Signature); unset: webhooks are refused",
+    "AIPROD_DATABASE_URL": "PostgreSQL URL of the job store that server replicas share "
+    "(postgresql://user:password@host:5432/db); unset: SQLite in the server's videos folder",
+    "AIPROD_REQUIRE_POSTGRES": "tests: 1 turns the skip of the PostgreSQL tests (no server "
+    "binaries found) into a failure; .ci/run sets it",
 }
 
 KeyPath = tuple[str, ...]
@@ -49,6 +55,28 @@ def api_token(environ: Mapping[str, str] | None = None) -> str | None:
     environ = os.environ if environ is None else environ
     token = environ.get("AIPROD_API_TOKEN", "").strip()
     return token or None
+
+
+def database_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """The job store's PostgreSQL URL ($AIPROD_DATABASE_URL), or None when unset or empty.
+
+    A secret (it holds the password): read here, never from configuration files or manifests.
+    None means the server's embedded default, SQLite in its videos folder.
+    """
+    environ = os.environ if environ is None else environ
+    url = environ.get("AIPROD_DATABASE_URL", "").strip()
+    return url or None
+
+
+def webhook_secret(environ: Mapping[str, str] | None = None) -> str | None:
+    """The key the server signs its webhooks with ($AIPROD_WEBHOOK_SECRET), or None when unset
+    or empty (then the server refuses requests that ask for a webhook).
+
+    A secret shared with the receivers: read here, never from configuration files or manifests.
+    """
+    environ = os.environ if environ is None else environ
+    secret = environ.get("AIPROD_WEBHOOK_SECRET", "").strip()
+    return secret or None
 
 
 def find_config_dir(start: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:

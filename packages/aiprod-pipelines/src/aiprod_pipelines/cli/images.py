@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from aiprod_pipelines.cli.arguments import ImageOption, UsageError
 from aiprod_pipelines.pipelines import ImageCondition
-from aiprod_pipelines.server.image_frames import image_frame_problem
+from aiprod_pipelines.pipelines.images import image_frame_problem
 from aiprod_pipelines.video_io import VideoIOError, read_image
 
 

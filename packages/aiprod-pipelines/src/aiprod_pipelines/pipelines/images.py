@@ -49,27 +49,55 @@ def latent_frame_of(frame: int, temporal: int) -> int:
     return 0 if frame == 0 else 1 + (frame - 1) // temporal
 
 
+@dataclass(frozen=True)
+class ImageFrameProblem:
+    """The image at position ``index`` cannot take its frame; ``message`` says why."""
+
+    index: int
+    message: str
+
+
+def image_frame_problem(
+    frames: Sequence[int], video_frames: int, temporal: int
+) -> ImageFrameProblem | None:
+    """The first image whose frame (``frames[i]``) a ``video_frames``-frame video of a VAE
+    with ``temporal`` compression cannot take; None when every frame fits.
+
+    Each frame must lie in the video (0 .. video_frames - 1), and no two may fall in the
+    same latent frame. ``aiprod-generate`` names the ``--image`` value at fault and the
+    server the ``images.N.frame`` field, both before the model runs.
+    """
+    seen: dict[int, int] = {}
+    for index, frame in enumerate(frames):
+        if not 0 <= frame < video_frames:
+            return ImageFrameProblem(
+                index,
+                f"image frame {frame} is outside the video: use a frame from 0 to "
+                f"{video_frames - 1} (frames={video_frames})",
+            )
+        latent = latent_frame_of(frame, temporal)
+        if latent in seen:
+            if latent == 0:
+                return ImageFrameProblem(
+                    index, "two images are pinned to frame 0: use one image per frame"
+                )
+            first = 1 + (latent - 1) * temporal
+            return ImageFrameProblem(
+                index,
+                f"image frames {seen[latent]} and {frame} fall in the same latent frame "
+                f"(frames {first}..{latent * temporal} are encoded together): use one image "
+                "per group of frames",
+            )
+        seen[latent] = frame
+    return None
+
+
 def check_image_frames(images: Sequence[ImageCondition], frames: int, temporal: int) -> None:
     """Raise InvalidRequestError (field ``image``) unless every image's frame lies in a
     ``frames``-frame video and no two images fall in the same latent frame."""
-    seen: dict[int, int] = {}
-    for condition in images:
-        if not 0 <= condition.frame < frames:
-            raise _invalid(
-                f"image frame {condition.frame} is outside the video: use a frame from 0 to "
-                f"{frames - 1} (frames={frames})"
-            )
-        latent = latent_frame_of(condition.frame, temporal)
-        if latent in seen:
-            if latent == 0:
-                raise _invalid("two images are pinned to frame 0: use one image per frame")
-            first = 1 + (latent - 1) * temporal
-            raise _invalid(
-                f"image frames {seen[latent]} and {condition.frame} fall in the same latent "
-                f"frame (frames {first}..{latent * temporal} are encoded together): use "
-                "one image per group of frames"
-            )
-        seen[latent] = condition.frame
+    problem = image_frame_problem([condition.frame for condition in images], frames, temporal)
+    if problem is not None:
+        raise _invalid(problem.message)
 
 
 def parse_image_argument(text: str) -> ImageCondition:

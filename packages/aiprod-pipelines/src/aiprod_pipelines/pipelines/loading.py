@@ -43,6 +43,10 @@ class ModelLoadError(AiprodError, ValueError):
     """The arguments do not say which weights to load (or say it twice)."""
 
 
+#: Dtypes :func:`check_host_memory` plans (None: as stored, float32).
+PLANNED_DTYPES = (None, torch.float32, torch.bfloat16, torch.float16)
+
+
 class InsufficientMemoryError(ModelLoadError):
     """The model cannot fit this host's memory; the message says what it needs and has."""
 
@@ -59,7 +63,10 @@ def check_host_memory(
     ``model_config`` on ``device`` in ``dtype`` (None: float32, as stored) cannot fit this
     host's memory (``free_bytes``, default: the GPU's total or the available RAM), by
     :mod:`aiprod_core.memory`'s plan of its weights, denoising and a tiled decode in the
-    tiles the pipelines would use. Nothing is allocated."""
+    tiles the pipelines would use. Nothing is allocated; another dtype (float64) is not
+    checked."""
+    if dtype not in PLANNED_DTYPES:
+        return  # the plan counts float32, bfloat16 and float16 tensors only
     target = str(torch.device(device))
     free = device_memory(target) if free_bytes is None else free_bytes
     message = host_verdict(

@@ -11,6 +11,10 @@ A model accepts a video of ``F`` frames of ``H x W`` pixels when
 Every failed check raises :class:`InvalidRequestError` naming the field and the nearest
 valid values, e.g. ``frames=10 does not fit the model (temporal compression 2): use 1 + 2k
 frames, e.g. 9 or 11``.
+
+This module is the one request contract: the CLI, the pipelines and the HTTP server's
+request schema (``aiprod_pipelines.server.schemas``) all take :data:`MAX_SEED`,
+:data:`MAX_GUIDANCE_SCALE`, :data:`MAX_FPS` and :class:`InvalidRequestError` from here.
 """
 
 from __future__ import annotations
@@ -25,8 +29,21 @@ from aiprod_core.errors import AiprodError
 from aiprod_core.models.configs import ModelConfig
 from aiprod_core.models.geometry import ModelGeometry
 
-MAX_SEED = 2**64 - 1
-"""The largest seed a ``torch.Generator`` accepts."""
+MAX_SEED = 2**53 - 1
+"""The largest seed: 2**53 - 1 (9007199254740991, JavaScript's ``Number.MAX_SAFE_INTEGER``).
+
+``torch.Generator.manual_seed`` takes any integer up to 2**64 - 1, but a seed travels
+through JSON: JavaScript clients, and every JSON parser that reads numbers as IEEE doubles,
+round integers above 2**53 (2**53 + 1 reads back as 2**53). A seed above that would come
+back from a job's view as a different number, and "same seed, same video" would silently
+break. Every integer from 0 to 2**53 - 1 survives a double exactly, so this is the largest
+seed every client can send and read back; it still leaves 9e15 seeds.
+"""
+MAX_GUIDANCE_SCALE = 100.0
+"""The largest classifier-free guidance scale; the models are tuned around 1..10, and far
+above it the sampler only saturates the video."""
+MAX_FPS = 240
+"""The largest frame rate written to a video file (the rate of high-speed phone cameras)."""
 
 
 class InvalidRequestError(AiprodError, ValueError):
@@ -125,19 +142,25 @@ class ResolvedRequest(GenerationRequest):
         if self.steps is not None and self.steps < 1:
             raise InvalidRequestError("steps", f"steps={self.steps} is too small: use 1 or more")
         if self.guidance_scale is not None and not (
-            math.isfinite(self.guidance_scale) and self.guidance_scale >= 1.0
+            math.isfinite(self.guidance_scale) and 1.0 <= self.guidance_scale <= MAX_GUIDANCE_SCALE
         ):
             raise InvalidRequestError(
                 "guidance_scale",
-                f"guidance_scale={self.guidance_scale} is out of range: use a number >= 1 "
-                "(1 turns classifier-free guidance off)",
+                f"guidance_scale={self.guidance_scale} is out of range: use a number from 1 to "
+                f"{MAX_GUIDANCE_SCALE:g} (1 turns classifier-free guidance off)",
             )
         if not 0 <= self.seed <= MAX_SEED:
             raise InvalidRequestError(
-                "seed", f"seed={self.seed} is out of range: use an integer from 0 to 2**64 - 1"
+                "seed",
+                f"seed={self.seed} is out of range: use an integer from 0 to 2**53 - 1 "
+                f"({MAX_SEED}), the largest that JSON clients read back exactly",
             )
         if self.fps < 1:
             raise InvalidRequestError("fps", f"fps={self.fps} is too small: use 1 or more")
+        if self.fps > MAX_FPS:
+            raise InvalidRequestError(
+                "fps", f"fps={self.fps} is too large: use at most {MAX_FPS} frames per second"
+            )
 
 
 def _check_size(

@@ -1,101 +1,132 @@
-"""The FastAPI application: job submission, status, video download, probes and metrics.
+"""The FastAPI application: the video routes, probes and metrics, on a job store.
 
     app = create_app(ServerSettings.from_config(config, api_token=api_token()), generator)
 
-The model loads in a background thread when the app starts (``/readyz`` answers 503
-until it is loaded); jobs run on worker threads; when the app stops, queued jobs are
-marked failed, a running one gets ``settings.shutdown_grace_seconds`` to finish before it
-is cancelled, and the worker and loader threads are joined (:meth:`ServerState.stop`).
+Jobs live in the job store (SQLite in the videos folder, or PostgreSQL named by
+``settings.database_url``) and videos in the storage of ``serving.output_url`` (the
+videos folder when null), so several replicas serve the same jobs. When the app starts it
+applies the store's migrations and the retention rules, then loads the model in a
+background thread (``/readyz`` answers 503 until it is loaded); jobs run on worker
+threads. When the app stops, queued jobs stay queued in the store, a running one gets
+``settings.shutdown_grace_seconds`` to finish before it is cancelled and marked failed,
+the worker and loader threads are joined and the store is closed (:meth:`ServerState.stop`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aiprod_pipelines.server import jobs as job_queue
 from aiprod_pipelines.server.auth import BearerAuthMiddleware
-from aiprod_pipelines.server.generator import InvalidVideoRequest, VideoGenerator
-from aiprod_pipelines.server.jobs import (
-    SHUTTING_DOWN,
-    Job,
-    JobManager,
-    QueueFullError,
-    ShuttingDownError,
-    iso,
-)
+from aiprod_pipelines.server.generator import VideoGenerator
+from aiprod_pipelines.server.jobs import JobManager, WebhookNotifier
 from aiprod_pipelines.server.limits import BodyLimitMiddleware
 from aiprod_pipelines.server.loading import THREAD_NAME as LOADER_THREAD
 from aiprod_pipelines.server.loading import ModelLoader
 from aiprod_pipelines.server.metrics import MetricsMiddleware, ServerMetrics
 from aiprod_pipelines.server.openapi import RESPONSES, install_openapi
-from aiprod_pipelines.server.outputs import OutputStore
+from aiprod_pipelines.server.routes import add_video_routes, error
 from aiprod_pipelines.server.schemas import (
-    ErrorResponse,
-    FieldProblem,
     Health,
-    JobAccepted,
-    JobRequest,
-    JobView,
     Readiness,
-    VideoRequest,
     error_body,
     field_problems,
     request_model,
-    resolved_problems,
 )
 from aiprod_pipelines.server.settings import ServerSettings
+from aiprod_pipelines.server.storage import VideoStorage, open_storage
+from aiprod_pipelines.server.store import JobStore, StoreError, open_store
+from aiprod_pipelines.server.webhooks import WebhookPolicy, WebhookSender
 
 logger = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Submit text-to-video jobs (or image-to-video: images shown at chosen frames), poll "
-    "them, download the mp4. Width, height, frames and fps left out of a request are the "
-    "served model's defaults, what it was trained on; a job reports the values it runs with."
+    "them, list, cancel and delete them, download the mp4. Width, height, frames and fps "
+    "left out of a request are the served model's defaults, what it was trained on; a job "
+    "reports the values it runs with."
 )
-CHUNK_BYTES = 1 << 16
-#: Retry-After while the model loads.
-LOADING_RETRY_AFTER_S = 30
+#: Retry-After when the job store cannot be reached.
+STORE_RETRY_AFTER_S = 5
+#: Seconds a stopping server gives webhooks still queued to go out.
+WEBHOOK_CLOSE_S = 5.0
 
 
 class ServerState:
-    """What the routes share: settings, generator, loader, jobs, outputs and metrics."""
+    """What the routes share: settings, generator, loader, job store, videos, jobs, metrics.
 
-    def __init__(self, settings: ServerSettings, generator: VideoGenerator) -> None:
+    ``store`` and ``videos`` default to those of the settings (:func:`open_store` of
+    ``settings.database_url``, :func:`open_storage` of ``serving.output_url`` or
+    ``settings.output_dir``); ``webhook_policy`` (default: ``serving.webhook_allow`` and
+    ``AIPROD_WEBHOOK_SECRET``) decides which ``webhook_url`` a request may name, and
+    ``webhooks`` (default: a :class:`WebhookSender` of that policy) calls them.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        generator: VideoGenerator,
+        *,
+        store: JobStore | None = None,
+        videos: VideoStorage | None = None,
+        webhook_policy: WebhookPolicy | None = None,
+        webhooks: WebhookNotifier | None = None,
+    ) -> None:
+        serving = settings.serving
         self.settings = settings
         self.generator = generator
         self.metrics = ServerMetrics()
-        self.outputs = OutputStore(settings.output_dir, settings.serving.output_retention)
+        self.store = store or open_store(settings.database_url, settings.output_dir)
+        self.videos = videos or open_storage(
+            serving.output_url or settings.output_dir,
+            storage_options=serving.output_storage_options,
+        )
+        self.webhook_policy = webhook_policy or WebhookPolicy.from_config(serving)
+        self.webhooks = webhooks or WebhookSender(self.webhook_policy)
         self.jobs = JobManager(
             generator,
-            self.outputs,
-            queue_size=settings.serving.queue_size,
+            self.store,
+            self.videos,
+            queue_size=serving.queue_size,
             workers=settings.workers,
-            history=settings.job_history,
+            lease_seconds=serving.lease_seconds,
+            ttl_seconds=serving.output_ttl_seconds,
+            keep=serving.output_retention,
             observe_generation=self.metrics.generation_seconds.observe,
+            webhooks=self.webhooks,
         )
         self.metrics.track_jobs(self.jobs.counts, self.jobs.queue_depth)
         self.loader = ModelLoader(generator, on_ready=self.jobs.start)
         #: Threads still running after :meth:`stop` (None until it ran; empty when clean).
         self.unfinished: list[str] | None = None
 
+    def open(self) -> None:
+        """Bring the store's schema up to date and apply retention once (at start-up)."""
+        applied = self.store.migrate()
+        if applied:
+            logger.info("job store %s: applied migrations %s", self.store.url, ", ".join(applied))
+        try:
+            self.jobs.keeper.sweep()
+        except (StoreError, OSError) as exc:
+            logger.warning("retention at start-up failed (the keeper retries): %s", exc)
+
     def hurry(self) -> None:
         """Make a shutdown in progress (or to come) stop waiting: a forced stop."""
         self.jobs.hurry()
 
     def stop(self) -> list[str]:
-        """Stop the jobs, then join the worker and loader threads; the names still running.
+        """Stop the jobs, join the worker and loader threads, close the store; the threads
+        still running.
 
         Bounded: ``shutdown_grace_seconds`` for a running job to finish, then
         :data:`~aiprod_pipelines.server.jobs.CANCEL_WAIT_S` for the cancelled job to reach
@@ -108,44 +139,36 @@ class ServerState:
         unfinished = self.jobs.shutdown(grace, cancel_wait)
         if not self.loader.wait(deadline - time.monotonic(), self.jobs.hurried):
             unfinished.append(LOADER_THREAD)
+        self.webhooks.close(0.0 if self.jobs.hurried.is_set() else WEBHOOK_CLOSE_S)
+        if not unfinished:  # a thread still inside a job may yet write to the store
+            self.store.close()
         self.unfinished = unfinished
         return unfinished
 
 
-def _error(code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(ErrorResponse(detail=detail).model_dump(), code, headers=headers)
-
-
-def _view(job: Job) -> JobView:
-    available = job.status == "succeeded" and not job.removed
-    return JobView(
-        id=job.id,
-        status=job.status,
-        progress=job.progress,
-        error=job.error,
-        created_at=iso(job.created_at) or "",
-        started_at=iso(job.started_at),
-        finished_at=iso(job.finished_at),
-        request=JobRequest.of(job.request, job.images),
-        content_url=f"/v1/videos/{job.id}/content" if available else None,
-    )
-
-
-def _stream(handle: BinaryIO) -> Iterator[bytes]:
-    with handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            yield chunk
-
-
-def create_app(settings: ServerSettings, generator: VideoGenerator) -> FastAPI:
+def create_app(
+    settings: ServerSettings,
+    generator: VideoGenerator,
+    *,
+    store: JobStore | None = None,
+    videos: VideoStorage | None = None,
+    webhook_policy: WebhookPolicy | None = None,
+    webhooks: WebhookNotifier | None = None,
+) -> FastAPI:
     """The server app for ``settings``, generating with ``generator`` (loaded at startup)."""
-    state = ServerState(settings, generator)
+    state = ServerState(
+        settings,
+        generator,
+        store=store,
+        videos=videos,
+        webhook_policy=webhook_policy,
+        webhooks=webhooks,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        removed = state.outputs.prepare()
-        if removed:
-            logger.info("retention: deleted %d old video(s)", len(removed))
+        await asyncio.to_thread(state.open)
+        state.jobs.keeper.start()
         state.loader.start()
         try:
             yield
@@ -163,93 +186,25 @@ def create_app(settings: ServerSettings, generator: VideoGenerator) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.server = state
-    _add_routes(app, state, request_model(settings.serving))
+    add_video_routes(app, state, request_model(settings.serving))
+    _add_probes(app, state)
     _add_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
     if settings.api_token:
         app.add_middleware(
             BearerAuthMiddleware, token=settings.api_token, open_paths=settings.open_paths
         )
-    install_openapi(app, bearer=bool(settings.api_token), open_paths=settings.open_paths)
+    install_openapi(
+        app,
+        bearer=bool(settings.api_token),
+        open_paths=settings.open_paths,
+        geometry=lambda: generator.geometry() if state.loader.state == "ready" else None,
+    )
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, routes=lambda: app.routes)
     return app
 
 
-def _add_routes(app: FastAPI, state: ServerState, request_cls: type[VideoRequest]) -> None:
-    async def submit_video(body: VideoRequest, response: Response) -> JobAccepted | JSONResponse:
-        """Queue a generation job; poll the URL in ``Location`` for its progress."""
-        if state.loader.state != "ready":
-            detail = state.loader.error or "the model is still loading; retry later"
-            return _error(503, detail, {"Retry-After": str(LOADING_RETRY_AFTER_S)})
-        request = body.resolved(state.generator.defaults())
-        problems = resolved_problems(request, state.settings.serving)
-        if not problems:
-            try:
-                state.generator.validate(request)
-            except InvalidVideoRequest as exc:
-                problems = [FieldProblem(field=exc.field, message=str(exc))]
-        if problems:
-            return JSONResponse(error_body(problems).model_dump(), 422)
-        try:
-            job = state.jobs.submit(request)
-        except QueueFullError as exc:
-            return _error(429, str(exc), {"Retry-After": str(exc.retry_after)})
-        except ShuttingDownError:
-            return _error(503, SHUTTING_DOWN)
-        response.headers["Location"] = f"/v1/videos/{job.id}"
-        return JobAccepted(id=job.id, status=job.status, created_at=iso(job.created_at) or "")
-
-    # The body's model is built from the config at runtime, so it is set after definition.
-    submit_video.__annotations__["body"] = request_cls
-    app.add_api_route(
-        "/v1/videos",
-        submit_video,
-        methods=["POST"],
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=JobAccepted,
-        responses=RESPONSES["submit"],
-        tags=["videos"],
-    )
-
-    @app.get("/v1/videos/{id}", response_model=JobView, responses=RESPONSES["job"], tags=["videos"])
-    async def get_video(id: str) -> JobView | JSONResponse:
-        """The job's status, progress and, once it succeeded, its ``content_url``."""
-        job = state.jobs.get(id)
-        if job is None:
-            return _error(404, f"no video job with id {id!r}")
-        return _view(job)
-
-    @app.get(
-        "/v1/videos/{id}/content",
-        response_class=StreamingResponse,
-        responses=RESPONSES["content"],
-        tags=["videos"],
-    )
-    def get_video_content(id: str) -> Response:
-        """The finished video as ``video/mp4``."""
-        job = state.jobs.get(id)
-        if job is None:
-            return _error(404, f"no video job with id {id!r}")
-        if job.status != "succeeded" or job.output is None:
-            reason = f": {job.error}" if job.error else ""
-            return _error(409, f"video job {id} has not succeeded; it is {job.status}{reason}")
-        gone = f"the video of job {id} was deleted by retention (serving.output_retention)"
-        if job.removed:
-            return _error(410, gone)
-        try:
-            handle = Path(job.output).open("rb")  # noqa: SIM115 - closed by the stream
-        except FileNotFoundError:
-            return _error(410, gone)
-        size = os.fstat(handle.fileno()).st_size
-        return StreamingResponse(
-            _stream(handle),
-            media_type="video/mp4",
-            headers={
-                "Content-Length": str(size),
-                "Content-Disposition": f'inline; filename="{id}.mp4"',
-            },
-        )
-
+def _add_probes(app: FastAPI, state: ServerState) -> None:
     @app.get("/healthz", response_model=Health, tags=["probes"])
     async def healthz() -> Health:
         """The process is alive (never needs the token)."""
@@ -265,8 +220,8 @@ def _add_routes(app: FastAPI, state: ServerState, request_cls: type[VideoRequest
         return JSONResponse(body.model_dump(), 503)
 
     @app.get("/metrics", response_class=Response, responses=RESPONSES["metrics"], tags=["probes"])
-    async def metrics() -> Response:
-        """Prometheus metrics: queue depth, jobs by state, latencies, request counts."""
+    def metrics() -> Response:
+        """Prometheus metrics: queue depth, jobs by state (all replicas'), latencies, requests."""
         return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
 
@@ -280,4 +235,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+        return error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(StoreError)
+    async def store_unavailable(request: Request, exc: StoreError) -> Response:
+        logger.error("%s %s: %s", request.method, request.url.path, exc)
+        detail = f"the job store is unavailable; retry later ({exc})"
+        return error(503, detail, {"Retry-After": str(STORE_RETRY_AFTER_S)})

@@ -1,9 +1,11 @@
 """``aiprod-serve``: run the AIPROD HTTP server (FastAPI on uvicorn).
 
-Before anything is announced or loaded it checks the configuration, the weights and the
-address (the port is bound here and handed to uvicorn). On SIGINT/SIGTERM it stops taking
-jobs, lets a running job finish within ``--shutdown-grace``, cancels it otherwise, and
-joins its worker and loader threads before exiting; the exit statuses are in ``--help``.
+Before anything is announced or loaded it checks the configuration, the weights, the
+address (the port is bound here and handed to uvicorn) and the job store (opened and
+migrated: SQLite in the videos folder, or PostgreSQL from ``AIPROD_DATABASE_URL``). On
+SIGINT/SIGTERM it stops taking jobs (queued ones stay in the store), lets a running job
+finish within ``--shutdown-grace``, cancels it otherwise, and joins its worker and loader
+threads before exiting; the exit statuses are in ``--help``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import NoReturn
 
 import uvicorn
 
-from aiprod_core.config import AiprodConfig, api_token, load_config
+from aiprod_core.config import AiprodConfig, api_token, database_url, load_config
 from aiprod_core.errors import AiprodError
 from aiprod_core.precision import DTYPES, dtype_name
 from aiprod_pipelines.cli.outputs import folder_problem
@@ -38,6 +40,7 @@ from aiprod_pipelines.server.generator import (
 from aiprod_pipelines.server.listener import open_listener
 from aiprod_pipelines.server.logs import configure_logging
 from aiprod_pipelines.server.settings import DEFAULT_SHUTDOWN_GRACE_S, ServerSettings
+from aiprod_pipelines.server.store import JobStore, open_store
 
 PROG = "aiprod-serve"
 #: Exit statuses (listed in ``--help``).
@@ -63,16 +66,25 @@ precision:
   the CPU. serving.offload_text_encoder keeps the text encoder on the CPU between
   requests (AIPROD_SERVING__OFFLOAD_TEXT_ENCODER=true).
 
+job store:
+  Jobs live in a SQLite file, <paths.outputs>/server/jobs.sqlite3, unless
+  AIPROD_DATABASE_URL names a PostgreSQL database (postgresql://user:password@host/db)
+  that several replicas share. Its migrations are applied at start-up. A job whose
+  replica died is queued again after its lease (serving.lease_seconds) ran out, once;
+  then it fails with the reason.
+
 shutdown:
-  On SIGINT or SIGTERM queued jobs are marked failed and a running job gets
-  --shutdown-grace seconds to finish; after that it is cancelled at its next denoising
-  step (up to {cancel_wait:g} s more) and marked failed. A model still loading gets the
-  same total. A second signal stops waiting.
+  On SIGINT or SIGTERM queued jobs stay queued in the job store (another replica, or
+  this one restarted, runs them) and a running job gets --shutdown-grace seconds to
+  finish; after that it is cancelled at its next denoising step (up to {cancel_wait:g} s
+  more) and marked failed. A model still loading gets the same total. A second signal
+  stops waiting.
 
 exit status:
   0 stopped cleanly after SIGINT/SIGTERM
   1 the server could not start (see the log)
-  2 bad arguments or configuration, missing weights, or the address cannot be listened on
+  2 bad arguments or configuration, missing weights, the address cannot be listened on,
+    or the job store cannot be opened
   3 stopped, but a generation or model load was still running after those waits; the
     process exits without waiting for it
 """
@@ -172,11 +184,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with listener:
-        return _serve(args, config, generator, host, listener)
+        try:
+            store = open_job_store(config)
+        except AiprodError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return _serve(args, config, generator, host, listener, store)
+
+
+def open_job_store(config: AiprodConfig) -> JobStore:
+    """The job store of ``AIPROD_DATABASE_URL`` (unset: SQLite in the videos folder), migrated.
+
+    Raises:
+        StoreError: the database cannot be reached or opened, or its schema is newer
+            than this server.
+    """
+    store = open_store(database_url(), ServerSettings.videos_folder(config))
+    try:
+        store.migrate()
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def check_videos_folder(config: AiprodConfig) -> None:
-    """Refuse to start when the server's videos folder cannot be created or written."""
+    """Refuse to start when the server's videos folder cannot be created or written.
+
+    Not checked when the folder holds nothing: videos in object storage
+    (``serving.output_url``) and jobs in PostgreSQL (``AIPROD_DATABASE_URL``), as in the
+    rendered manifests of several replicas, whose root file system is read-only.
+    """
+    if config.serving.output_url is not None and database_url() is not None:
+        return
     folder = ServerSettings.videos_folder(config)
     problem = folder_problem(folder)
     if problem is not None:
@@ -191,12 +231,14 @@ def _serve(
     generator: PipelineVideoGenerator,
     host: str,
     listener: socket.socket,
+    store: JobStore,
 ) -> int:
     """Serve on ``listener`` until a signal stops the server; the exit status."""
     port = listener.getsockname()[1]
     settings = ServerSettings.from_config(
         config,
         api_token=api_token(),
+        database_url=database_url(),
         shutdown_grace_seconds=args.shutdown_grace,
         open_paths=frozenset(args.open_path),
     )
@@ -207,14 +249,14 @@ def _serve(
             "videos will be noise",
             file=sys.stderr,
         )
+    app = create_app(settings, generator, store=store)
+    state: ServerState = app.state.server
     print(
         f"{PROG}: model {generator.model_name}{_precision(generator)} on http://{host}:{port} "
         f"(environment {config.env}; auth {'on' if settings.api_token else 'off'}; "
-        f"videos in {settings.output_dir})",
+        f"jobs in {store.url}; videos in {state.videos.url})",
         file=sys.stderr,
     )
-    app = create_app(settings, generator)
-    state: ServerState = app.state.server
     server = GracefulServer(
         uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on"),
         on_force=state.hurry,

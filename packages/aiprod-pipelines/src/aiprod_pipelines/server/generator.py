@@ -9,15 +9,18 @@ with images, ``ImageToVideoPipeline``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from aiprod_core.checkpoints import CheckpointError
 from aiprod_core.config import AiprodConfig
 from aiprod_core.errors import AiprodError
 from aiprod_core.models.configs import GenerationDefaults, ModelConfig
+from aiprod_core.models.geometry import ModelGeometry
 from aiprod_core.registry import ModelRegistry
-from aiprod_pipelines.server.image_frames import image_frame_problem
+from aiprod_pipelines.pipelines.images import image_frame_problem
+from aiprod_pipelines.pipelines.progress import ProgressCallback
+from aiprod_pipelines.pipelines.request import InvalidRequestError
 from aiprod_pipelines.server.images import ImageDataError, decode_image_data
 from aiprod_pipelines.server.schemas import ResolvedVideoRequest
 
@@ -30,16 +33,6 @@ if TYPE_CHECKING:
         ImageToVideoPipeline,
         TextToVideoPipeline,
     )
-
-ProgressCallback = Callable[[int, int], None]
-
-
-class InvalidVideoRequest(AiprodError, ValueError):
-    """A request the model cannot run (answered 422); ``field`` names the request field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class ServerSetupError(AiprodError):
@@ -68,8 +61,13 @@ class VideoGenerator(Protocol):
         (called once the model is loaded)."""
         ...
 
+    def geometry(self) -> ModelGeometry:
+        """The loaded model's geometry: the pixel multiples and frame counts it takes
+        (called once the model is loaded; the OpenAPI document states them)."""
+        ...
+
     def validate(self, request: ResolvedVideoRequest) -> None:
-        """Raise :class:`InvalidVideoRequest` when the loaded model cannot run ``request``."""
+        """Raise :class:`InvalidRequestError` when the loaded model cannot run ``request``."""
         ...
 
     def generate(self, request: ResolvedVideoRequest, progress_callback: ProgressCallback) -> Any:
@@ -150,17 +148,38 @@ class PipelineVideoGenerator:
         return self.name
 
     def check(self) -> None:
-        """Fail fast, before serving, when the weights to load are not there."""
-        if self.random_weights:
-            return
-        if self.checkpoint is not None:
+        """Fail fast, before serving, when the weights to load are not there, their file's
+        header is unreadable, or the model cannot fit this host's memory (one line each)."""
+        from aiprod_pipelines.pipelines import (
+            InsufficientMemoryError,
+            check_host_memory,
+            model_config_of,
+        )
+
+        if not self.random_weights and self.checkpoint is not None:
             if not self.checkpoint.is_file():
                 raise ServerSetupError(
                     f"--checkpoint {self.checkpoint}: no such file; expected a .safetensors "
                     "checkpoint written by aiprod-core"
                 )
-            return
-        ModelRegistry(self.config).resolve(self.name)
+        elif not self.random_weights:
+            ModelRegistry(self.config).resolve(self.name)
+        try:
+            model_config = model_config_of(
+                self.name,
+                checkpoint=None if self.random_weights else self.checkpoint,
+                preset=self.preset if self.random_weights else None,
+                random_weights=self.random_weights,
+                config=self.config,
+            )
+            check_host_memory(
+                model_config,
+                self.torch_device,
+                self.torch_dtype,
+                offload_text_encoder=self.offload_text_encoder,
+            )
+        except (InsufficientMemoryError, CheckpointError) as exc:
+            raise ServerSetupError(str(exc)) from None
 
     def load(self) -> None:
         from aiprod_pipelines.pipelines import (
@@ -198,13 +217,11 @@ class PipelineVideoGenerator:
     def defaults(self) -> GenerationDefaults:
         return self.model_config.generation
 
-    def validate(self, request: ResolvedVideoRequest) -> None:
-        from aiprod_pipelines.pipelines import InvalidRequestError
+    def geometry(self) -> ModelGeometry:
+        return ModelGeometry.of(self.model_config)
 
-        try:
-            self._generation_request(request).validate(self.model_config)
-        except InvalidRequestError as exc:
-            raise InvalidVideoRequest(exc.field, str(exc)) from None
+    def validate(self, request: ResolvedVideoRequest) -> None:
+        self._generation_request(request).validate(self.model_config)
         check_image_frames(request, self.model_config.vae.temporal_compression)
 
     def generate(
@@ -232,7 +249,7 @@ class PipelineVideoGenerator:
                 pixels = decode_image_data(image.data)
             except ImageDataError as exc:
                 field = f"images.{index}.data"
-                raise InvalidVideoRequest(field, f"{field}: {exc}") from None
+                raise InvalidRequestError(field, f"{field}: {exc}") from None
             conditions.append(ImageCondition(pixels, image.frame))
         return conditions
 
@@ -254,10 +271,10 @@ class PipelineVideoGenerator:
 
 
 def check_image_frames(request: ResolvedVideoRequest, temporal: int) -> None:
-    """Raise :class:`InvalidVideoRequest` naming ``images.N.frame`` for the first image whose
+    """Raise :class:`InvalidRequestError` naming ``images.N.frame`` for the first image whose
     frame the video does not have or whose latent frame (``temporal`` frames encoded
     together) another image already takes."""
     frames = [image.frame for image in request.images]
     problem = image_frame_problem(frames, request.frames, temporal)
     if problem is not None:
-        raise InvalidVideoRequest(f"images.{problem.index}.frame", problem.message)
+        raise InvalidRequestError(f"images.{problem.index}.frame", problem.message)

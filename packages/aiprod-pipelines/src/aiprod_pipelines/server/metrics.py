@@ -2,8 +2,9 @@
 
 Names match ``config/cloud/monitoring.yaml`` and the alerts rendered from it:
 
-- ``aiprod_queue_depth`` (gauge): jobs waiting for a worker;
-- ``aiprod_jobs{state}`` (gauge): jobs the server holds, per state;
+- ``aiprod_queue_depth`` (gauge): jobs waiting for a worker, in the whole job store (every
+  replica reports the same number: aggregate with ``max``, not ``sum``);
+- ``aiprod_jobs{state}`` (gauge): jobs in the job store, per state (every replica's);
 - ``aiprod_generation_seconds`` (histogram): generation + encoding time of succeeded jobs;
 - ``aiprod_request_duration_seconds{method,path}`` (histogram): HTTP request duration;
 - ``aiprod_requests_total{code,method,path}`` (counter): finished HTTP requests.
@@ -43,10 +44,15 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.queue_depth = Gauge(
-            "aiprod_queue_depth", "Jobs waiting for a worker.", registry=self.registry
+            "aiprod_queue_depth",
+            "Jobs waiting for a worker (all replicas).",
+            registry=self.registry,
         )
         self.jobs = Gauge(
-            "aiprod_jobs", "Jobs held by the server, by state.", ["state"], registry=self.registry
+            "aiprod_jobs",
+            "Jobs in the job store (all replicas), by state.",
+            ["state"],
+            registry=self.registry,
         )
         self.generation_seconds = Histogram(
             "aiprod_generation_seconds",

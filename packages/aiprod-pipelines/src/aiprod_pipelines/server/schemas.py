@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model,
 from aiprod_core.config import ServingConfig
 from aiprod_core.models.configs import GenerationDefaults
 from aiprod_core.problems import shorten, validation_problems
+from aiprod_pipelines.pipelines.request import MAX_FPS, MAX_GUIDANCE_SCALE, MAX_SEED
 from aiprod_pipelines.server.images import (
     MAX_IMAGE_BYTES,
     MAX_IMAGE_DATA_CHARS,
@@ -29,15 +30,15 @@ from aiprod_pipelines.server.images import (
     check_image_data,
 )
 
-JobState = Literal["queued", "running", "succeeded", "failed"]
-JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed")
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+#: The states a job ends in; it never leaves them.
+FINAL_STATES: tuple[JobState, ...] = ("succeeded", "failed", "cancelled")
 
-#: Seeds are stored in a torch generator; keep them in its signed 64-bit range.
-MAX_SEED = 2**63 - 1
-MAX_FPS = 240
-MAX_GUIDANCE_SCALE = 100.0
 #: Conditioning images one request may carry (first and last frame, a few leading ones).
 MAX_IMAGES = 8
+#: The longest ``webhook_url`` accepted.
+MAX_WEBHOOK_URL = 2048
 
 #: Request field -> the serving configuration key that bounds it.
 LIMIT_KEYS: dict[str, str] = {
@@ -51,6 +52,10 @@ LIMIT_KEYS: dict[str, str] = {
 #: The request fields that default to the served model's generation defaults.
 MODEL_DEFAULTS = ("width", "height", "frames", "fps")
 _FROM_MODEL = "null: the served model's default, what it was trained on"
+#: The size and frame rules in general; the OpenAPI document states the served model's
+#: numbers in their place once it is loaded (``aiprod_pipelines.server.openapi``).
+SIZE_RULE = "a multiple of the model's spatial compression x patch"
+FRAMES_RULE = "1 + t*k with t the model's temporal compression"
 
 #: An ISO 8601 time stamp in UTC, such as ``2025-01-31T12:00:00.000Z``.
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -100,19 +105,13 @@ class VideoRequest(BaseModel):
     prompt: str = Field(min_length=1, description="what the video shows")
     negative_prompt: str = Field(default="", description="what the video should not show")
     width: int | None = Field(
-        default=None,
-        ge=1,
-        description=f"pixels, a multiple of the model's spatial factor ({_FROM_MODEL})",
+        default=None, ge=1, description=f"pixels, {SIZE_RULE} ({_FROM_MODEL})"
     )
     height: int | None = Field(
-        default=None,
-        ge=1,
-        description=f"pixels, a multiple of the model's spatial factor ({_FROM_MODEL})",
+        default=None, ge=1, description=f"pixels, {SIZE_RULE} ({_FROM_MODEL})"
     )
     frames: int | None = Field(
-        default=None,
-        ge=1,
-        description=f"frame count: 1 + k * the model's temporal factor ({_FROM_MODEL})",
+        default=None, ge=1, description=f"frame count, {FRAMES_RULE} ({_FROM_MODEL})"
     )
     steps: int | None = Field(
         default=None, ge=1, description="denoising steps (null: model default)"
@@ -125,7 +124,11 @@ class VideoRequest(BaseModel):
         description="classifier-free guidance (null: model default)",
     )
     seed: int | None = Field(
-        default=None, ge=0, le=MAX_SEED, description="same seed, same video (null: random)"
+        default=None,
+        ge=0,
+        le=MAX_SEED,
+        description="same seed, same video; at most 2**53 - 1, so every JSON client reads it "
+        "back exactly (null: drawn at random)",
     )
     fps: int | None = Field(
         default=None, ge=1, le=MAX_FPS, description=f"frames per second of the mp4 ({_FROM_MODEL})"
@@ -135,6 +138,13 @@ class VideoRequest(BaseModel):
         max_length=MAX_IMAGES,
         description=f"images shown at chosen frames, at most {MAX_IMAGES}, no two in one "
         "latent frame (the frames the VAE encodes together); none: text-to-video",
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_WEBHOOK_URL,
+        description="called once when the job ends (POST of the job's view, signed with "
+        "X-Aiprod-Signature); must start with a prefix of serving.webhook_allow",
     )
 
     def resolved(self, defaults: GenerationDefaults) -> ResolvedVideoRequest:
@@ -162,11 +172,17 @@ def request_model(serving: ServingConfig) -> type[VideoRequest]:
     def limit(key: str) -> str:
         return f"at most {key} ({getattr(serving, key.removeprefix('serving.'))})"
 
-    def sized(maximum: int, what: str, field: str) -> tuple[Any, Any]:
-        description = f"{what}, {limit(LIMIT_KEYS[field])} ({_FROM_MODEL})"
+    def sized(maximum: int, what: str, rule: str, field: str) -> tuple[Any, Any]:
+        description = f"{what}, {rule}; {limit(LIMIT_KEYS[field])} ({_FROM_MODEL})"
         return (int | None, Field(default=None, ge=1, le=maximum, description=description))
 
     text = serving.max_prompt_length
+    if serving.webhook_allow:
+        webhooks = (
+            f"must start with one of serving.webhook_allow: {', '.join(serving.webhook_allow)}"
+        )
+    else:
+        webhooks = "this server sends no webhooks (serving.webhook_allow is empty)"
     fields: dict[str, Any] = {
         "prompt": (
             str,
@@ -180,9 +196,9 @@ def request_model(serving: ServingConfig) -> type[VideoRequest]:
             str,
             Field(default="", max_length=text, description="what the video should not show"),
         ),
-        "width": sized(serving.max_width, "pixels", "width"),
-        "height": sized(serving.max_height, "pixels", "height"),
-        "frames": sized(serving.max_frames, "frame count", "frames"),
+        "width": sized(serving.max_width, "pixels", SIZE_RULE, "width"),
+        "height": sized(serving.max_height, "pixels", SIZE_RULE, "height"),
+        "frames": sized(serving.max_frames, "frame count", FRAMES_RULE, "frames"),
         "steps": (
             int | None,
             Field(
@@ -190,6 +206,16 @@ def request_model(serving: ServingConfig) -> type[VideoRequest]:
                 ge=1,
                 le=serving.max_steps,
                 description=f"denoising steps, {limit(LIMIT_KEYS['steps'])}",
+            ),
+        ),
+        "webhook_url": (
+            str | None,
+            Field(
+                default=None,
+                min_length=1,
+                max_length=MAX_WEBHOOK_URL,
+                description="called once when the job ends (a POST of the job's view, signed "
+                f"with X-Aiprod-Signature); {webhooks}",
             ),
         ),
     }
@@ -239,7 +265,7 @@ def field_problems(errors: list[dict[str, Any]]) -> list[FieldProblem]:
         errors,
         unknown="Extra inputs are not permitted",
         missing="Field required",
-        skip_loc=("body",),
+        skip_loc=("body", "query", "header", "path"),
     )
     for problem in found:
         field = problem.key if problem.loc and problem.kind != "json_invalid" else "body"
@@ -259,7 +285,7 @@ def error_body(problems: list[FieldProblem]) -> ErrorResponse:
 
 
 class JobAccepted(BaseModel):
-    """The answer to a submitted job (202)."""
+    """The answer to a submitted job: 202, or 200 when its ``Idempotency-Key`` named it."""
 
     id: str
     status: JobState
@@ -287,11 +313,6 @@ class JobRequest(BaseModel):
     fps: int
     images: list[ImageView]
 
-    @classmethod
-    def of(cls, request: ResolvedVideoRequest, images: list[ImageView]) -> JobRequest:
-        values = request.model_dump(exclude={"images"})
-        return cls(**values, images=images)
-
 
 class JobView(BaseModel):
     """A job's state, progress and, once it succeeded, where its video is."""
@@ -303,11 +324,38 @@ class JobView(BaseModel):
     created_at: Timestamp
     started_at: Timestamp | None
     finished_at: Timestamp | None
+    expires_at: Timestamp | None = Field(
+        description="when the finished job and its video are deleted "
+        "(serving.output_ttl_seconds after it ended); null until it ends"
+    )
+    queue_position: int | None = Field(
+        ge=1, description="1 for the next job to start, among all queued jobs; null unless queued"
+    )
     request: JobRequest = Field(
         description="the request as run: the model's defaults and the seed filled in"
     )
     content_url: str | None = Field(
         description="where to download the mp4; null until succeeded or once removed"
+    )
+
+
+class JobList(BaseModel):
+    """A page of jobs, newest first (``GET /v1/videos``)."""
+
+    data: list[JobView]
+    has_more: bool = Field(description="whether older jobs follow")
+    next_page_token: str | None = Field(
+        description="pass as page_token for the next page; null on the last page"
+    )
+
+
+class JobDeleted(BaseModel):
+    """The answer to ``DELETE /v1/videos/{id}``."""
+
+    id: str
+    deleted: bool = Field(
+        description="true: the job and its video are gone; false: the job was running, is "
+        "cancelled at its next denoising step and deleted then"
     )
 
 

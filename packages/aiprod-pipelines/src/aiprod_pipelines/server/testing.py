@@ -23,11 +23,11 @@ import uvicorn
 from PIL import Image
 
 from aiprod_core.models.configs import GenerationDefaults
-from aiprod_pipelines.server.generator import (
-    InvalidVideoRequest,
-    ProgressCallback,
-    check_image_frames,
-)
+from aiprod_core.models.geometry import ModelGeometry
+from aiprod_core.vae.shapes import VideoGeometry
+from aiprod_pipelines.pipelines.progress import ProgressCallback
+from aiprod_pipelines.pipelines.request import InvalidRequestError
+from aiprod_pipelines.server.generator import check_image_frames
 from aiprod_pipelines.server.images import decode_image_data
 from aiprod_pipelines.server.schemas import ResolvedVideoRequest
 
@@ -154,6 +154,10 @@ class SyntheticVideoGenerator:
     def defaults(self) -> GenerationDefaults:
         return self._defaults
 
+    def geometry(self) -> ModelGeometry:
+        """Sizes in multiples of ``size_multiple``, frames ``1 + k * frame_multiple``."""
+        return ModelGeometry(VideoGeometry(self.size_multiple, self.frame_multiple), (1, 1, 1))
+
     def load(self) -> None:
         time.sleep(self.load_seconds)
         self.loaded.set()
@@ -164,20 +168,20 @@ class SyntheticVideoGenerator:
             if value % self.size_multiple:
                 low = value // self.size_multiple * self.size_multiple
                 nearest = [v for v in (low, low + self.size_multiple) if v > 0]
-                raise InvalidVideoRequest(
+                raise InvalidRequestError(
                     field,
                     f"{field} must be a multiple of {self.size_multiple}, got {value}; "
                     f"nearest valid values: {', '.join(map(str, nearest))}",
                 )
         if (request.frames - 1) % self.frame_multiple:
             low = 1 + (request.frames - 1) // self.frame_multiple * self.frame_multiple
-            raise InvalidVideoRequest(
+            raise InvalidRequestError(
                 "frames",
                 f"frames must be 1 + k * {self.frame_multiple}, got {request.frames}; "
                 f"nearest valid values: {low}, {low + self.frame_multiple}",
             )
         if not request.prompt.strip():
-            raise InvalidVideoRequest("prompt", "prompt must not be blank")
+            raise InvalidRequestError("prompt", "prompt must not be blank")
         check_image_frames(request, self.frame_multiple)
 
     def generate(

@@ -1,0 +1,147 @@
+"""``aiprod-serve`` killed mid-job (SIGKILL) and started again on the same SQLite job store.
+
+The first process runs a slow job with another one queued behind it and is killed. The
+second process, on the same videos folder (and so the same ``jobs.sqlite3``), runs the
+queued job and, once the killed process's lease has run out, the job that was running:
+nothing accepted is lost, and the retried job writes its video under its second attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aiprod_pipelines.server.testing import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WAIT_S = 60.0
+LEASE_S = 2
+#: ``aiprod-serve`` with a model-free generator; argv: seconds per step, CLI arguments.
+SYNTHETIC_SERVER = '''
+import sys
+
+from aiprod_pipelines.server import cli
+from aiprod_pipelines.server.testing import SyntheticVideoGenerator
+
+STEP_SECONDS = float(sys.argv[1])
+
+
+class Synthetic(SyntheticVideoGenerator):
+    random_weights = False
+
+    def __init__(self, config, **options):
+        super().__init__(model_name="synthetic", steps=4, step_seconds=STEP_SECONDS)
+
+    def check(self):
+        """Nothing to check: there are no weights."""
+
+
+cli.PipelineVideoGenerator = Synthetic
+sys.exit(cli.main(sys.argv[2:]))
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(folder: Path) -> Path:
+    config = folder / "config"
+    (config / "env").mkdir(parents=True)
+    (config / "env" / "development.yaml").write_text("logging:\n  level: INFO\n")
+    fixture = Path(__file__).parents[1] / "fixtures" / "server_config.json"
+    base = {
+        **json.loads(fixture.read_text()),
+        "serving": {"host": "127.0.0.1", "default_model": "aiprod-tiny", "lease_seconds": LEASE_S},
+    }
+    (config / "AIPROD.json").write_text(json.dumps(base))
+    return config
+
+
+class Server:
+    """One ``aiprod-serve`` process; its stderr goes to ``<tmp>/<name>.log``."""
+
+    def __init__(self, tmp_path: Path, name: str, step_seconds: float) -> None:
+        script = tmp_path / "synthetic_server.py"
+        script.write_text(SYNTHETIC_SERVER)
+        self.url = f"http://127.0.0.1:{(port := free_port())}"
+        self.log = tmp_path / f"{name}.log"
+        env = {
+            **os.environ,
+            "AIPROD_CONFIG_DIR": str(tmp_path / "config"),
+            "OMP_NUM_THREADS": "1",
+        }
+        for variable in ("AIPROD_ENV", "AIPROD_API_TOKEN", "AIPROD_DATABASE_URL"):
+            env.pop(variable, None)
+        with self.log.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, str(script), str(step_seconds), "--port", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+            )
+        assert wait_until(self.ready, WAIT_S, 0.05), self.log.read_text()
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(self.url + "/readyz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def job(self, job_id: str) -> dict[str, object]:
+        answer: dict[str, object] = httpx.get(f"{self.url}/v1/videos/{job_id}", timeout=5).json()
+        return answer
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(WAIT_S)
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.fault("interrupted")
+def test_jobs_survive_a_killed_server(tmp_path: Path, servers: list[Server]) -> None:
+    write_config(tmp_path)
+    first = Server(tmp_path, "first", step_seconds=5.0)
+    servers.append(first)
+    body = {"prompt": "a windmill", "width": 16, "height": 16, "frames": 5, "seed": 2}
+    running = httpx.post(first.url + "/v1/videos", json=body, timeout=10).json()["id"]
+    queued = httpx.post(first.url + "/v1/videos", json=body, timeout=10).json()["id"]
+    assert wait_until(lambda: first.job(running)["status"] == "running", WAIT_S, 0.05)
+    assert first.job(queued)["queue_position"] == 1
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(WAIT_S)
+
+    second = Server(tmp_path, "second", step_seconds=0.01)
+    servers.append(second)
+    for job_id in (queued, running):
+        assert wait_until(
+            lambda job_id=job_id: second.job(job_id)["status"] == "succeeded", WAIT_S
+        ), (
+            second.job(job_id),
+            second.log.read_text(),
+        )
+    videos = sorted(path.name for path in (tmp_path / "outputs" / "server").glob("*.mp4"))
+    assert videos == sorted([f"{queued}.mp4", f"{running}-2.mp4"])
+    assert "stopped renewing its lease; queued again" in second.log.read_text()
+    listed = httpx.get(second.url + "/v1/videos", timeout=5).json()["data"]
+    assert [job["id"] for job in listed] == [queued, running]
