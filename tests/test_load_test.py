@@ -2,7 +2,9 @@
 
 End-to-end tests run it against a small stub of the AIPROD HTTP API (standard library
 ThreadingHTTPServer on an ephemeral 127.0.0.1 port) whose behaviour each test chooses:
-throttling with 429 + Retry-After, 5xx answers, jobs that fail or never finish.
+throttling with 429 + Retry-After, 5xx answers, jobs that fail or never finish, a job
+list (``GET /v1/videos``) with twin jobs. Stubs given the same ``jobs`` and ``lock`` act
+as replicas of one deployment.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -49,6 +53,9 @@ class Stub:
     ready_codes: list[int] = field(default_factory=list)  # codes of the first /readyz calls
     token: str | None = None
     job_id: str | None = None  # a fixed id (None: job-1, job-2, ...)
+    listing: bool = False  # answer GET /v1/videos (else 404, as an older server)
+    listing_code: int = 200
+    twins: bool = False  # every POST also makes a second job of the same body, unannounced
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     log: list[tuple[float, str, str, dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -93,7 +100,10 @@ def make_handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
                     self.answer(code, {"detail": [{"loc": ["body", "frames"], "msg": "bad"}]})
                     return
                 job_id = stub.job_id or f"job-{len(stub.jobs) + 1}"
-                stub.jobs[job_id] = {"polls": 0, "request": body}
+                stub.jobs[job_id] = {"polls": 0, "request": body, "created": time.time()}
+                if stub.twins:
+                    twin = {"polls": 0, "request": body, "created": time.time()}
+                    stub.jobs[f"job-{len(stub.jobs) + 1}"] = twin
             self.answer(202, {"status": "queued"} if job_id == "no-id" else {"id": job_id})
 
         def do_GET(self) -> None:
@@ -105,6 +115,9 @@ def make_handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
                         self.answer(code, {"status": "ready" if code == 200 else "loading"})
                     return
                 if not self.authorised():
+                    return
+                if urlsplit(self.path).path == "/v1/videos":
+                    self.list_jobs()
                     return
                 parts = self.path.strip("/").split("/")  # v1 videos ID [content]
                 job = stub.jobs.get(parts[2]) if len(parts) >= 3 else None
@@ -119,6 +132,23 @@ def make_handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
                     done = stub.final_status and job["polls"] > stub.polls_to_finish
                     status = stub.final_status if done else "running"
                     self.answer(200, {"id": parts[2], "status": status, "error": stub.error})
+
+        def list_jobs(self) -> None:
+            """Newest first, ``limit`` per page; the page token is the index to go on from."""
+            if not stub.listing or stub.listing_code != 200:
+                self.answer(stub.listing_code if stub.listing else 404, {"detail": "no list"})
+                return
+            query = parse_qs(urlsplit(self.path).query)
+            limit, start = int(query["limit"][0]), int(query.get("page_token", ["0"])[0])
+            jobs = sorted(stub.jobs.items(), key=lambda item: -item[1]["created"])
+            data = [
+                {"id": job_id, "status": "succeeded", "request": job["request"],
+                 "created_at": datetime.fromtimestamp(job["created"], UTC).isoformat()}
+                for job_id, job in jobs[start : start + limit]
+            ]  # fmt: skip
+            more = start + limit < len(jobs)
+            token = str(start + limit) if more else None
+            self.answer(200, {"data": data, "has_more": more, "next_page_token": token})
 
     return Handler
 
@@ -692,3 +722,168 @@ def test_max_jobs_reason_is_kept_when_the_drain_window_closes(
     assert report["lost_jobs"] == [
         {"id": "job-1", "reason": "timed out: still running when the drain window ended"}
     ]
+
+
+# --- several replicas, duplicates and request latency --------------------------------------
+
+
+def replicas(count: int, **options: Any) -> list[Stub]:
+    """``count`` stubs sharing their jobs, as replicas on one job store."""
+    jobs: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+    return [Stub(jobs=jobs, lock=lock, **options) for _ in range(count)]
+
+
+def job_paths(stub: Stub) -> list[str]:
+    """The job ids ``stub`` was asked about (status polls and downloads), in order."""
+    return [path.split("/")[3] for _, method, path, _ in stub.log if path.startswith("/v1/videos/")]
+
+
+@pytest.mark.parametrize(("urls", "expected"), [(1, [0, 0, 0]), (2, [1, 1, 1]), (3, [1, 2, 1])])
+def test_poll_index_spreads_jobs_over_the_other_urls(
+    lt: ModuleType, urls: int, expected: list[int]
+) -> None:
+    args = [arg for port in range(urls) for arg in ("--url", f"http://127.0.0.1:{9000 + port}")]
+    settings = lt.Settings.from_args(lt.parse_args(args))
+    assert settings.url == "http://127.0.0.1:9000"
+    assert [settings.poll_index(number) for number in (1, 2, 3)] == expected
+
+
+def test_several_urls_submit_to_the_first_and_read_from_the_others(
+    lt: ModuleType, serve: Callable[[Stub], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b, c = replicas(3, listing=True)
+    urls = [serve(stub) for stub in (a, b, c)]
+    code = lt.main([*(arg for url in urls for arg in ("--url", url)), *FAST,
+                    "--concurrency", "1", "--max-jobs", "4"])  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["urls"] == urls
+    assert report["url"] == urls[0]
+    assert report["jobs"] == {"accepted": 4, "completed": 4, "lost": 0}
+    assert [method for _, method, path, _ in a.log if path != "/readyz"] == ["POST"] * 4
+    assert not b.posts()
+    assert not c.posts()
+    assert sorted(set(job_paths(b))) == ["job-1", "job-3"]  # polled and downloaded there
+    assert sorted(set(job_paths(c))) == ["job-2", "job-4"]
+    assert report["duplicated"] == 0
+    assert report["duplicated_jobs"] == []
+    assert report["audit"] == {"url": urls[2], "jobs": 4, "pages": 1, "duplicated": 0,
+                               "server_errors": 0, "error": None}  # fmt: skip
+    assert [path for _, _, path, _ in c.log].count("/v1/videos?limit=100") == 1
+
+
+def test_every_url_must_be_ready(
+    lt: ModuleType, serve: Callable[[Stub], str], closed_port: int,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    stub = Stub()
+    code = lt.main(["--url", serve(stub), "--url", f"http://127.0.0.1:{closed_port}",
+                    "--ready-timeout", "0.2"])  # fmt: skip
+    assert code == 2
+    assert f"no ready AIPROD server at http://127.0.0.1:{closed_port} after 0.2 s" in (
+        capsys.readouterr().err
+    )
+    assert not stub.posts()
+
+
+def test_a_url_given_twice_is_refused(lt: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    assert lt.main(["--url", "http://127.0.0.1:9/", "--url", "http://127.0.0.1:9"]) == 2
+    assert "--url 'http://127.0.0.1:9' is given twice" in capsys.readouterr().err
+
+
+def test_one_id_for_two_submissions_is_a_duplicate(
+    lt: ModuleType, serve: Callable[[Stub], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(Stub(job_id="same"))
+    code, report = run_json(lt, capsys, url, "--concurrency", "1", "--max-jobs", "2")
+    assert code == 1
+    assert report["ok"] is False
+    assert report["jobs"] == {"accepted": 2, "completed": 1, "lost": 0}
+    assert report["duplicated"] == 1
+    assert report["duplicated_jobs"] == [{"id": "same", "reason": "the id of submissions 1 and 2"}]
+    assert report["errors"] == {"job duplicated": 1}
+    assert report["audit"]["error"] == "GET /v1/videos answered HTTP 404"
+
+
+def test_the_job_list_reveals_a_second_job_for_one_submission(
+    lt: ModuleType, serve: Callable[[Stub], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompt = "a red ball bouncing on a wooden floor"
+    old = {"polls": 0, "request": {"prompt": prompt, "seed": 1}, "created": time.time() - 60}
+    stub = Stub(listing=True, twins=True, jobs={"earlier-run": old})
+    code = lt.main(["--url", serve(stub), *FAST, "--concurrency", "1", "--max-jobs", "2"])
+    captured = capsys.readouterr().out
+    report = json.loads(captured)
+    assert code == 1
+    assert report["jobs"] == {"accepted": 2, "completed": 2, "lost": 0}
+    assert report["duplicated"] == 2  # the job of an earlier run with seed 1 is not counted
+    assert report["duplicated_jobs"] == [
+        {"id": "job-3", "reason": "a second job for submission 1 (first: job-2)"},
+        {"id": "job-5", "reason": "a second job for submission 2 (first: job-4)"},
+    ]
+    assert report["audit"]["jobs"] == 4
+    table = lt.render_table(report)
+    assert "duplicated jobs\n  job-3  a second job for submission 1 (first: job-2)" in table
+    assert table.endswith("result: FAIL (0 5xx, 0 lost, 2 duplicated)")
+
+
+def test_the_job_list_is_read_page_by_page_back_to_the_run_start(
+    lt: ModuleType, serve: Callable[[Stub], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lt, "AUDIT_PAGE", 2)
+    old = {"polls": 0, "request": {}, "created": time.time() - 60}
+    stub = Stub(listing=True, jobs={f"old-{n}": dict(old) for n in range(10)})
+    url = serve(stub)
+    settings = lt.Settings.from_args(lt.parse_args(["--url", url]))
+    since = time.time()
+    for number in (1, 2, 3):
+        body = {**settings.request, "seed": number}
+        httpx.post(url + "/v1/videos", json=body, timeout=5).raise_for_status()
+    with settings.client() as http:
+        audit, duplicated = lt.audit_jobs(http, settings, since, 3)
+    assert duplicated == []
+    assert (audit["jobs"], audit["pages"], audit["error"]) == (3, 2, None)  # stops at old jobs
+    listed = [path for _, _, path, _ in stub.log if path.startswith("/v1/videos?")]
+    assert listed == ["/v1/videos?limit=2", "/v1/videos?limit=2&page_token=2"]
+
+
+def test_a_failing_job_list_counts_as_a_server_error(
+    lt: ModuleType, serve: Callable[[Stub], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(Stub(listing=True, listing_code=503))
+    code, report = run_json(lt, capsys, url, "--concurrency", "1", "--max-jobs", "1")
+    assert code == 1
+    assert report["server_errors"] == 1
+    assert report["responses_by_status"] == {"200": 3, "202": 1}  # the audit is not load
+    assert report["audit"]["error"] == "GET /v1/videos answered HTTP 503"
+    assert lt.audit_line(report["audit"]) == (
+        "listing     not checked: GET /v1/videos answered HTTP 503"
+    )
+
+
+def test_request_latency_is_reported_by_endpoint(
+    lt: ModuleType, serve: Callable[[Stub], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(Stub(polls_to_finish=2))
+    code, report = run_json(lt, capsys, url, "--concurrency", "2", "--max-jobs", "3")
+    assert code == 0
+    times = report["latency_seconds"]
+    assert {name: stats["count"] for name, stats in times["request_by_endpoint"].items()} == (
+        report["requests"]
+    )
+    assert times["request"]["count"] == sum(report["requests"].values()) == 3 + 9 + 3
+    for stats in (times["request"], *times["request_by_endpoint"].values()):
+        assert 0 < stats["p50"] <= stats["p95"] <= stats["p99"] < 2
+    assert times["submit"]["count"] == 3
+
+
+def test_recorder_times_only_answered_requests(lt: ModuleType) -> None:
+    recorder = lt.Recorder()
+    recorder.response(lt.STATUS, 200, 0.5)
+    recorder.response(lt.STATUS, 200)  # untimed
+    recorder.failure(lt.STATUS, "ConnectError")
+    settings = lt.Settings.from_args(lt.parse_args([]))
+    times = recorder.report(settings, 1.0, "test")["latency_seconds"]
+    assert times["request"] == {"p50": 0.5, "p95": 0.5, "p99": 0.5, "count": 1}
+    assert times["request_by_endpoint"] == {lt.STATUS: times["request"]}

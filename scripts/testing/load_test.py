@@ -6,7 +6,13 @@
 
 Start a server first, for example ``aiprod-serve --random-weights --preset tiny --port 8765``,
 then run ``load_test.py --url http://127.0.0.1:8765``. Only servers on this machine are
-driven: the host of --url must be in 127.0.0.0/8, ``localhost`` or ``::1``.
+driven: the host of every --url must be in 127.0.0.0/8, ``localhost`` or ``::1``.
+
+Several --url (replicas of one deployment, sharing one job store and one video storage):
+every job is submitted to the first --url and polled and downloaded from the others in
+turn (job n from other number 1 + (n - 1) mod (URLs - 1)), so each job is read from a
+replica other than the one that accepted it. With one --url it does everything.
+(scripts/testing/benchmark_replicas.py starts such replicas itself and compares them.)
 
 Each of --concurrency client threads repeatedly submits a small job (POST /v1/videos),
 polls it (GET /v1/videos/{id}) until it succeeds or fails, then downloads its video
@@ -18,19 +24,24 @@ again stops waiting). Every job is bounded by --job-timeout, every request by
 --request-timeout.
 
 The report gives requests by endpoint, responses by status code, throughput (completed
-jobs and requests per second over the whole run, draining included), end-to-end job
-latency (from the accepted POST until the video is downloaded) and submit latency (of the
-accepted POSTs) as p50/p95/p99, errors by kind, and lost jobs: jobs the server accepted
-(202) whose video was never obtained (failed, timed out, unknown, or abandoned).
+jobs and requests per second over the whole run, draining included), as p50/p95/p99:
+end-to-end job latency (from the accepted POST until the video is downloaded), submit
+latency (of the accepted POSTs) and request latency (every answered request, and by
+endpoint), errors by kind, lost jobs: jobs the server accepted (202) whose video was
+never obtained (failed, timed out, unknown, or abandoned), and duplicated jobs: a job id
+the server gave to two submissions, or a second job for one submission. For the latter,
+once the run ended the load test lists GET /v1/videos (from the last --url, back to the
+run's start) and counts the jobs of each submission: each submission sends its own seed.
 
-Exit status: 0 when no response was a 5xx, no job was lost and at least one job
-completed; 1 otherwise; 2 when the load test could not start (bad arguments, a --url not on
-loopback, an unreadable --token-file, or no ready server).
+Exit status: 0 when no response was a 5xx, no job was lost or duplicated and at least one
+job completed; 1 otherwise; 2 when the load test could not start (bad arguments, a --url
+not on loopback or given twice, an unreadable --token-file, or no ready server).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import math
@@ -40,6 +51,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -50,6 +62,12 @@ import httpx
 SUBMIT = "POST /v1/videos"
 STATUS = "GET /v1/videos/{id}"
 CONTENT = "GET /v1/videos/{id}/content"
+DEFAULT_URL = "http://127.0.0.1:8000"
+#: Jobs per page when the audit lists GET /v1/videos (the server's most).
+AUDIT_PAGE = 100
+#: Seconds a listed job's created_at may precede the run's start and still be of this run
+#: (the server shows milliseconds, truncated; on loopback it shares this machine's clock).
+CLOCK_SLACK_S = 0.01
 SERVE_HINT = "start one with: aiprod-serve --random-weights --preset tiny --port 8765"
 
 
@@ -145,9 +163,13 @@ def read_token(token: str | None, token_file: Path | None) -> str | None:
 
 @dataclass(frozen=True)
 class Settings:
-    """What to send, where, and every bound of the run."""
+    """What to send, where, and every bound of the run.
 
-    url: str
+    ``urls``: the first takes the submissions; the others (or the first, when alone) are
+    polled and downloaded from, in turn (:meth:`poll_index`).
+    """
+
+    urls: tuple[str, ...]
     token: str | None
     request: dict[str, Any]
     max_jobs: int | None
@@ -164,20 +186,41 @@ class Settings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
-        bounds = {f.name for f in fields(cls)} - {"url", "token", "request", "max_jobs"}
+        bounds = {f.name for f in fields(cls)} - {"urls", "token", "request", "max_jobs"}
+        urls: list[str] = []
+        for given in args.url or [DEFAULT_URL]:
+            url = loopback_url(given)
+            if url in urls:
+                raise LoadTestError(f"--url {given!r} is given twice; name each replica once")
+            urls.append(url)
         return cls(
-            url=loopback_url(args.url),
+            urls=tuple(urls),
             token=read_token(args.token, args.token_file),
             request={name: getattr(args, name) for name in REQUEST_FIELDS},
             max_jobs=args.max_jobs,
             **{name: getattr(args, name) for name in bounds},
         )
 
-    def client(self) -> httpx.Client:
-        """An HTTP client for the server (proxies from the environment are ignored)."""
+    @property
+    def url(self) -> str:
+        """The URL that takes the submissions (the first --url)."""
+        return self.urls[0]
+
+    def poll_index(self, number: int) -> int:
+        """Which of :attr:`urls` polls and downloads job ``number`` (1-based): the first
+        when it is alone, else the others in turn."""
+        others = len(self.urls) - 1
+        return 0 if others == 0 else 1 + (number - 1) % others
+
+    def client(self, url: str | None = None) -> httpx.Client:
+        """An HTTP client for ``url`` (default: the first); proxies in the environment are
+        ignored."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         return httpx.Client(
-            base_url=self.url, headers=headers, timeout=self.request_timeout, trust_env=False
+            base_url=url or self.url,
+            headers=headers,
+            timeout=self.request_timeout,
+            trust_env=False,
         )
 
 
@@ -196,18 +239,25 @@ class Recorder:
     errors: Counter[str] = field(default_factory=Counter)
     submit_latencies: list[float] = field(default_factory=list)
     job_latencies: list[float] = field(default_factory=list)
+    request_latencies: dict[str, list[float]] = field(default_factory=dict)
     in_flight: set[str] = field(default_factory=set)
     lost: list[dict[str, str]] = field(default_factory=list)
+    submissions: dict[str, int] = field(default_factory=dict)  # job id -> job number
+    duplicated: list[dict[str, str]] = field(default_factory=list)
+    audit: dict[str, Any] | None = None
     accepted: int = 0
     completed: int = 0
     content_bytes: int = 0
 
-    def response(self, endpoint: str, code: int) -> None:
+    def response(self, endpoint: str, code: int, seconds: float | None = None) -> None:
+        """An answered request: its status code and, when timed, how long it took."""
         with self.lock:
             self.requests[endpoint] += 1
             self.statuses[code] += 1
             if code >= 400:
                 self.errors[f"{endpoint} -> HTTP {code}"] += 1
+            if seconds is not None:
+                self.request_latencies.setdefault(endpoint, []).append(seconds)
 
     def failure(self, endpoint: str, kind: str) -> None:
         """A request that got no HTTP answer."""
@@ -219,11 +269,30 @@ class Recorder:
         with self.lock:
             self.errors[kind] += 1
 
-    def job_accepted(self, job_id: str, submit_seconds: float) -> None:
+    def job_accepted(self, job_id: str, submit_seconds: float, number: int = 0) -> bool:
+        """A 202 for submission ``number``; False when an earlier submission got the same id
+        (a duplicated job: it is followed once)."""
         with self.lock:
             self.accepted += 1
-            self.in_flight.add(job_id)
             self.submit_latencies.append(submit_seconds)
+            first = self.submissions.get(job_id)
+            if first is not None:
+                self.duplicated.append(
+                    {"id": job_id, "reason": f"the id of submissions {first} and {number}"}
+                )
+                self.errors["job duplicated"] += 1
+                return False
+            self.submissions[job_id] = number
+            self.in_flight.add(job_id)
+            return True
+
+    def audited(self, audit: dict[str, Any], duplicated: list[dict[str, str]]) -> None:
+        """What listing GET /v1/videos after the run found (:func:`audit_jobs`)."""
+        with self.lock:
+            self.audit = audit
+            self.duplicated += duplicated
+            if duplicated:
+                self.errors["job duplicated"] += len(duplicated)
 
     def job_completed(self, job_id: str, seconds: float, size: int) -> None:
         with self.lock:
@@ -253,9 +322,12 @@ class Recorder:
             lost = [*self.lost, *({"id": job, "reason": why} for job in sorted(self.in_flight))]
             errors = self.errors + Counter({"job abandoned": len(self.in_flight)})
             server_errors = sum(n for code, n in self.statuses.items() if code >= 500)
+            server_errors += (self.audit or {}).get("server_errors", 0)
             seconds = max(elapsed, 1e-9)
+            every_request = [t for times in self.request_latencies.values() for t in times]
             return {
                 "url": settings.url,
+                "urls": list(settings.urls),
                 "concurrency": settings.concurrency,
                 "elapsed_seconds": elapsed,
                 "stop_reason": stop_reason,
@@ -267,27 +339,48 @@ class Recorder:
                 "latency_seconds": {
                     "job": latency(self.job_latencies),
                     "submit": latency(self.submit_latencies),
+                    "request": latency(every_request),
+                    "request_by_endpoint": {
+                        name: latency(times)
+                        for name, times in sorted(self.request_latencies.items())
+                    },
                 },
                 "requests": dict(sorted(self.requests.items())),
                 "responses_by_status": {str(c): n for c, n in sorted(self.statuses.items())},
                 "errors": dict(sorted(errors.items())),
                 "lost_jobs": lost,
+                "duplicated": len(self.duplicated),
+                "duplicated_jobs": list(self.duplicated),
+                "audit": self.audit,
                 "content_bytes": self.content_bytes,
                 "server_errors": server_errors,
-                "ok": server_errors == 0 and not lost and self.completed > 0,
+                "ok": server_errors == 0
+                and not lost
+                and not self.duplicated
+                and self.completed > 0,
             }
 
 
 def render_table(report: dict[str, Any]) -> str:
     """A report as aligned plain text."""
-    jobs, rate = report["jobs"], report["throughput"]
+    jobs, rate, times = report["jobs"], report["throughput"], report["latency_seconds"]
+    urls = report["urls"]
     lines = [
         (
             f"AIPROD load test: {report['url']}, {report['concurrency']} clients, "
             f"{report['elapsed_seconds']:.1f} s (stopped: {report['stop_reason']})"
         ),
+    ]
+    if len(urls) > 1:
+        lines.append(
+            f"replicas    submitted to {urls[0]}; polled and downloaded from {', '.join(urls[1:])}"
+        )
+    lines += [
         "",
-        f"jobs        accepted {jobs['accepted']}, completed {jobs['completed']}, lost {jobs['lost']}",
+        (
+            f"jobs        accepted {jobs['accepted']}, completed {jobs['completed']}, "
+            f"lost {jobs['lost']}, duplicated {report['duplicated']}"
+        ),
         (
             f"throughput  {rate['jobs_per_second']:.2f} jobs/s, "
             f"{rate['requests_per_second']:.2f} requests/s"
@@ -295,25 +388,52 @@ def render_table(report: dict[str, Any]) -> str:
         "",
         f"{'latency (s)':<18}{'p50':>9}{'p95':>9}{'p99':>9}{'n':>7}",
     ]
-    for name, key in (("job end-to-end", "job"), ("submit", "submit")):
-        stats = report["latency_seconds"][key]
-        cells = "".join(
-            f"{'-':>9}" if stats[p] is None else f"{stats[p]:>9.3f}" for p in ("p50", "p95", "p99")
-        )
-        lines.append(f"  {name:<16}{cells}{stats['count']:>7}")
+    lines += latency_rows([("job end-to-end", times["job"]), ("submit", times["submit"])], 16)
+    lines += ["", f"{'request latency (s)':<34}{'p50':>9}{'p95':>9}{'p99':>9}{'n':>7}"]
+    by_endpoint = list(times["request_by_endpoint"].items())
+    lines += latency_rows([("any request", times["request"]), *by_endpoint], 32)
     sections: list[tuple[str, dict[str, Any]]] = [
         ("requests by endpoint", report["requests"]),
         ("responses by status code", report["responses_by_status"]),
         ("errors by kind", report["errors"]),
         ("lost jobs", {job["id"]: job["reason"] for job in report["lost_jobs"]}),
+        ("duplicated jobs", {job["id"]: job["reason"] for job in report["duplicated_jobs"]}),
     ]
-    for title, rows in sections:
-        width = max((len(key) for key in rows), default=0)
+    for title, table in sections:
+        width = max((len(key) for key in table), default=0)
         lines += ["", title]
-        lines += [f"  {key:<{width}}  {value}" for key, value in rows.items()] or ["  (none)"]
+        lines += [f"  {key:<{width}}  {value}" for key, value in table.items()] or ["  (none)"]
+    lines += ["", audit_line(report["audit"])]
     verdict = "PASS" if report["ok"] else "FAIL"
-    lines += ["", f"result: {verdict} ({report['server_errors']} 5xx, {jobs['lost']} lost)"]
+    counts = f"{report['server_errors']} 5xx, {jobs['lost']} lost"
+    if report["duplicated"]:
+        counts += f", {report['duplicated']} duplicated"
+    lines += ["", f"result: {verdict} ({counts})"]
     return "\n".join(lines)
+
+
+def latency_rows(rows: list[tuple[str, dict[str, Any]]], width: int) -> list[str]:
+    """Table rows of p50/p95/p99 and count, names padded to ``width``."""
+    lines = []
+    for name, stats in rows:
+        cells = "".join(
+            f"{'-':>9}" if stats[p] is None else f"{stats[p]:>9.3f}" for p in ("p50", "p95", "p99")
+        )
+        lines.append(f"  {name:<{width}}{cells}{stats['count']:>7}")
+    return lines
+
+
+def audit_line(audit: dict[str, Any] | None) -> str:
+    """One line on what listing the jobs after the run checked."""
+    if audit is None:
+        return "listing     not checked (no job was accepted)"
+    if audit["error"]:
+        return f"listing     not checked: {audit['error']}"
+    return (
+        f"listing     {audit['jobs']} job(s) of this run listed by {audit['url']} "
+        f"({audit['pages']} page(s)): one job per submission"
+        + ("" if not audit["duplicated"] else f" except {audit['duplicated']}")
+    )
 
 
 class LoadRun:
@@ -324,6 +444,8 @@ class LoadRun:
         self.recorder = Recorder()
         self.clock = clock
         self.started = clock()
+        #: The wall clock at the start: jobs the servers created since belong to this run.
+        self.started_wall = time.time()
         self.deadline = self.started + settings.duration
         self.stop_event = threading.Event()
         self.stop_reason = "running"
@@ -366,13 +488,17 @@ class LoadRun:
         return stopped or self.clock() >= self.deadline
 
     def client(self) -> None:
-        """One client: submit, follow and download jobs until the run is over."""
+        """One client: submit, follow and download jobs until the run is over.
+
+        Submissions go to the first URL; job n is followed on ``Settings.poll_index(n)``.
+        """
         try:
-            with self.settings.client() as http:
+            with contextlib.ExitStack() as stack:
+                https = [stack.enter_context(self.settings.client(u)) for u in self.settings.urls]
                 while (number := self.claim_job()) is not None:
-                    job = self.submit(http, number)
+                    job = self.submit(https[0], number)
                     if job is not None:
-                        self.follow(http, *job)
+                        self.follow(https[self.settings.poll_index(number)], *job)
         finally:
             with self.lock:
                 self.clients -= 1
@@ -380,12 +506,13 @@ class LoadRun:
     def send(
         self, http: httpx.Client, method: str, endpoint: str, path: str, **kwargs: Any
     ) -> httpx.Response | None:
+        started = time.perf_counter()
         try:
             response = http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             self.recorder.failure(endpoint, type(exc).__name__)
             return None
-        self.recorder.response(endpoint, response.status_code)
+        self.recorder.response(endpoint, response.status_code, time.perf_counter() - started)
         return response
 
     def submit(self, http: httpx.Client, number: int) -> tuple[str, float] | None:
@@ -402,7 +529,8 @@ class LoadRun:
                 if not isinstance(job_id, str):
                     self.recorder.error(f"{SUBMIT} -> 202 without a job id")
                     return None
-                self.recorder.job_accepted(job_id, self.clock() - started)
+                if not self.recorder.job_accepted(job_id, self.clock() - started, number):
+                    return None
                 return job_id, started
             if response.status_code != 429:
                 detail = json.dumps(body_of(response).get("detail", response.text[:200]))
@@ -454,35 +582,43 @@ class LoadRun:
 
 
 def wait_until_ready(settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-    """Return once GET /readyz answers 200, or raise a LoadTestError saying why not."""
+    """Return once GET /readyz of every --url answers 200, or raise a LoadTestError saying
+    why not (--ready-timeout bounds the whole wait)."""
     deadline = clock() + settings.ready_timeout
+    for url in settings.urls:
+        with settings.client(url) as http:
+            wait_for_ready(http, url, settings.ready_timeout, deadline, clock)
+
+
+def wait_for_ready(
+    http: httpx.Client, url: str, timeout: float, deadline: float, clock: Callable[[], float]
+) -> None:
+    """Poll ``url``/readyz until it answers 200; a LoadTestError on a wrong answer or at
+    ``deadline``."""
     last = "no answer"  # what the last try got; every path below sets it before it is read
-    with settings.client() as http:
-        while True:
-            try:
-                code: int | None = http.get("/readyz").status_code
-            except httpx.HTTPError as exc:
-                code, last = None, f"no answer ({type(exc).__name__})"
-            if code == 200:
-                return
-            if code in (401, 403):
-                raise LoadTestError(
-                    f"{settings.url}/readyz answered HTTP {code}: pass the "
-                    "server's API token with --token or --token-file"
-                )
-            if code is not None and code != 503:
-                raise LoadTestError(
-                    f"{settings.url}/readyz answered HTTP {code}; "
-                    "expected 200 from an AIPROD server"
-                )
-            if code == 503:
-                last = "HTTP 503 (model not loaded yet)"
-            if (remaining := deadline - clock()) <= 0:
-                raise LoadTestError(
-                    f"no ready AIPROD server at {settings.url} after "
-                    f"{settings.ready_timeout:g} s ({last}); {SERVE_HINT}"
-                )
-            time.sleep(min(0.25, remaining))
+    while True:
+        try:
+            code: int | None = http.get("/readyz").status_code
+        except httpx.HTTPError as exc:
+            code, last = None, f"no answer ({type(exc).__name__})"
+        if code == 200:
+            return
+        if code in (401, 403):
+            raise LoadTestError(
+                f"{url}/readyz answered HTTP {code}: pass the server's API token with --token "
+                "or --token-file"
+            )
+        if code is not None and code != 503:
+            raise LoadTestError(
+                f"{url}/readyz answered HTTP {code}; expected 200 from an AIPROD server"
+            )
+        if code == 503:
+            last = "HTTP 503 (model not loaded yet)"
+        if (remaining := deadline - clock()) <= 0:
+            raise LoadTestError(
+                f"no ready AIPROD server at {url} after {timeout:g} s ({last}); {SERVE_HINT}"
+            )
+        time.sleep(min(0.25, remaining))
 
 
 def wait_for_clients(run: LoadRun, err: TextIO) -> None:
@@ -526,7 +662,77 @@ def run_load(settings: Settings, err: TextIO) -> dict[str, Any]:
     for i in range(settings.concurrency):
         threading.Thread(target=run.client, name=f"load-client-{i}", daemon=True).start()
     wait_for_clients(run, err)
-    return run.recorder.report(settings, run.clock() - run.started, run.stop_reason)
+    elapsed = run.clock() - run.started
+    if run.recorder.accepted:
+        with settings.client(settings.urls[-1]) as http:
+            run.recorder.audited(*audit_jobs(http, settings, run.started_wall, run.claimed))
+    return run.recorder.report(settings, elapsed, run.stop_reason)
+
+
+def created_at(job: dict[str, Any]) -> float | None:
+    """A listed job's ``created_at`` as a POSIX time; None when missing or unreadable."""
+    try:
+        return datetime.fromisoformat(str(job["created_at"])).timestamp()
+    except (KeyError, ValueError):
+        return None
+
+
+def audit_jobs(
+    http: httpx.Client, settings: Settings, since: float, submissions: int
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """List GET /v1/videos, newest first, back to ``since`` (wall clock), and find the
+    submissions that made more than one job.
+
+    A job of this run has the run's prompt, a seed from 1 to ``submissions`` (each
+    submission sends its number as the seed) and a ``created_at`` after ``since``. Returns
+    what was checked (``error`` says why nothing was, e.g. a server without the list
+    endpoint) and one entry per extra job.
+    """
+    audit: dict[str, Any] = {
+        "url": str(http.base_url).rstrip("/"), "jobs": 0, "pages": 0, "duplicated": 0,
+        "server_errors": 0, "error": None,
+    }  # fmt: skip
+    by_seed: dict[int, list[str]] = {}
+    params: dict[str, Any] = {"limit": AUDIT_PAGE}
+    prompt, max_pages = settings.request["prompt"], 10 + 2 * submissions // AUDIT_PAGE
+    while audit["pages"] < max_pages:
+        try:
+            response = http.get("/v1/videos", params=params)
+        except httpx.HTTPError as exc:
+            audit["error"] = f"GET /v1/videos: no answer ({type(exc).__name__})"
+            break
+        audit["pages"] += 1
+        page = body_of(response)
+        if response.status_code != 200 or not isinstance(page.get("data"), list):
+            audit["server_errors"] += int(response.status_code >= 500)
+            audit["error"] = f"GET /v1/videos answered HTTP {response.status_code}"
+            break
+        older = False
+        for job in page["data"]:
+            moment = created_at(job) if isinstance(job, dict) else None
+            if moment is None or moment < since - CLOCK_SLACK_S:
+                older = True
+                continue
+            request = job.get("request") or {}
+            seed = request.get("seed")
+            if (
+                request.get("prompt") == prompt
+                and isinstance(seed, int)
+                and 1 <= seed <= submissions
+            ):
+                by_seed.setdefault(seed, []).append(str(job.get("id")))
+        token = page.get("next_page_token")
+        if older or not page.get("has_more") or not token:
+            break
+        params["page_token"] = token
+    duplicated = [
+        {"id": extra, "reason": f"a second job for submission {seed} (first: {ids[-1]})"}
+        for seed, ids in sorted(by_seed.items())
+        for extra in ids[:-1]  # newest first: the last listed is the first made
+    ]
+    audit["jobs"] = sum(len(ids) for ids in by_seed.values())
+    audit["duplicated"] = len(duplicated)
+    return audit, duplicated
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -536,7 +742,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--url", default="http://127.0.0.1:8000", help="server on loopback (default %(default)s)"
+        "--url",
+        action="append",
+        metavar="URL",
+        help=f"server on loopback (default {DEFAULT_URL}); repeat it for replicas of one "
+        "deployment: jobs are submitted to the first and polled and downloaded from the "
+        "others in turn",
     )
     parser.add_argument("--prompt", default="a red ball bouncing on a wooden floor", help="prompt")
     parser.add_argument("--max-jobs", type=int, metavar="N", help="submit at most N jobs")
