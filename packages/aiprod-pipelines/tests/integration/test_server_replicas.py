@@ -57,10 +57,9 @@ def replica(postgres_url: str, tmp_path: Path) -> Iterator[Factory]:
         return jobs
 
     yield make
-    for jobs in made:
-        jobs.hurry()
-        jobs.shutdown(0, cancel_wait_seconds=0)
-        jobs.store.close()
+    for jobs in made:  # closed once no worker thread can still write to the store
+        if not jobs.shutdown(0, cancel_wait_seconds=10):
+            jobs.store.close()
 
 
 def test_two_replicas_run_every_job_exactly_once(replica: Factory, tmp_path: Path) -> None:

@@ -237,9 +237,13 @@ class JobWorkers:
                 self._durations.append(seconds)
             if self._observe is not None:
                 self._observe(seconds)
-            self.keeper.trim()
-        if ended.delete_requested:
-            self.store.remove([ended.id])
+        try:  # housekeeping: the job itself is recorded; a later sweep redoes what fails here
+            if ended.status == "succeeded":
+                self.keeper.trim()
+            if ended.delete_requested:
+                self.store.remove([ended.id])
+        except StoreError as exc:
+            logger.error("job %s: housekeeping after its end failed: %s", job.id, exc)
         self.notify_ended(ended)
 
     def _discard(self, key: str | None) -> None:
