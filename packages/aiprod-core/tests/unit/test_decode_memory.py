@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch.autograd.profiler import profile
 
+from aiprod_core.memory.host import available_ram
 from aiprod_core.models.presets import SMALL, TINY
 from aiprod_core.vae import decode_peak_bytes, default_memory_budget
 from aiprod_core.vae.decode_memory import (
     CPU_BUDGET_FRACTION,
     CUDA_BUDGET_FRACTION,
     FALLBACK_BUDGET,
-    _available_ram,
     decode_peak_bytes_per_position,
 )
 from aiprod_core.vae.decoder import Decoder
@@ -75,8 +75,7 @@ def test_estimate_rejects_empty_tiles() -> None:
 
 
 def test_default_budget_on_the_cpu_is_a_share_of_the_ram() -> None:
-    available = _available_ram()
-    assert available is not None
+    available = available_ram()
     assert available > 0
     budget = default_memory_budget("cpu")
     assert budget == pytest.approx(available * CPU_BUDGET_FRACTION, rel=0.2)

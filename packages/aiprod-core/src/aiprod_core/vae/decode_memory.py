@@ -51,8 +51,6 @@ channels-last inside its workspace. The ``gpu`` test compares the estimate with
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import torch
 
@@ -218,20 +216,6 @@ def decode_peak_bytes(config: VAEConfig, latent_thw: tuple[int, int, int], dtype
     return math.ceil(per_position * height * width)
 
 
-def _available_ram() -> int | None:
-    """``MemAvailable`` of /proc/meminfo in bytes, else free physical pages, else None."""
-    try:
-        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def default_memory_budget(device: torch.device | str) -> int:
     """The decode budget when none is given: :data:`CUDA_BUDGET_FRACTION` of what is free
     on a CUDA device, :data:`CPU_BUDGET_FRACTION` of the available RAM on the CPU, and
@@ -241,5 +225,10 @@ def default_memory_budget(device: torch.device | str) -> int:
         free, _ = torch.cuda.mem_get_info(device)
         cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return int((free + cached) * CUDA_BUDGET_FRACTION)
-    available = _available_ram() if device.type == "cpu" else None
+    if device.type != "cpu":
+        return FALLBACK_BUDGET
+    # Imported here: aiprod_core.memory plans decodes with this module.
+    from aiprod_core.memory.host import available_ram
+
+    available = available_ram()
     return int(available * CPU_BUDGET_FRACTION) if available else FALLBACK_BUDGET
