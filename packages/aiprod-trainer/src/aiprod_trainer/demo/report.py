@@ -1,5 +1,6 @@
-"""What a demo run did and proved: stage timings, losses, latent statistics, image-to-video,
-colour, motion and shape checks, written files.
+"""What a demo run did and proved: stage timings, losses, latent statistics, what the
+transformer reads from each prompt word, image-to-video, colour, motion and shape checks,
+written files.
 
 :class:`DemoReport` is printed for people (:meth:`DemoReport.render`) and written as
 ``report.json`` for machines (:meth:`DemoReport.to_json`)::
@@ -27,6 +28,7 @@ from aiprod_trainer.demo.fidelity import (
     UpsamplerCheck,
     tally,
 )
+from aiprod_trainer.demo.prompt_reading import PromptReading
 from aiprod_trainer.demo.settings import DemoProfile
 
 Status = Literal["ran", "reused"]
@@ -60,6 +62,7 @@ class DemoReport:
     stages: list[StageRecord] = field(default_factory=list)
     loss: LossCheck | None = None
     latent_stats: LatentStatsCheck | None = None
+    prompt_reading: PromptReading | None = None
     conditioning: ConditioningCheck | None = None
     upsampler: UpsamplerCheck | None = None
     two_stage: PromptCheck | None = None
@@ -128,6 +131,7 @@ class DemoReport:
                 "enforced": self.enforced,
                 "loss": self.loss.to_json() if self.loss else None,
                 "latent_stats": self.latent_stats.to_json() if self.latent_stats else None,
+                "prompt_reading": self.prompt_reading.to_json() if self.prompt_reading else None,
                 "conditioning": self.conditioning.to_json() if self.conditioning else None,
                 "upsampler": self.upsampler.to_json() if self.upsampler else None,
                 "two_stage": self.two_stage.to_json() if self.two_stage else None,
@@ -169,6 +173,8 @@ class DemoReport:
             lines.append(f"  {self.loss.describe()}")
         if self.latent_stats is not None:
             lines.append(f"  {self.latent_stats.describe()}")
+        if self.prompt_reading is not None:
+            lines += [f"  {line}" for line in self.prompt_reading.describe()]
         if self.conditioning is not None:
             lines.append(f"  {self.conditioning.describe()}")
         if self.upsampler is not None:

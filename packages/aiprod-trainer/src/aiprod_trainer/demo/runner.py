@@ -8,7 +8,8 @@ Stages: ``data`` (synthetic clips, train/val split), ``vae`` (train the VAE), ``
 ``upsampler`` (train the x2 latent upsampler on the pairs; its decoded PSNR against
 nearest-neighbour upsampling), ``export`` (the bundle to the registry's path for
 ``aiprod-tiny``), ``evaluate`` (held-out loss, untrained against
-trained; the normalised latents' statistics), ``condition`` (image-to-video on held-out
+trained; the normalised latents' statistics; what the transformer reads from each part of
+a prompt), ``condition`` (image-to-video on held-out
 clips against text-only generation), ``generate`` (the prompts and the caption combinations
 no training clip has as mp4 files; colour, motion and shape checks; contact sheet).
 
@@ -62,7 +63,7 @@ TITLES = {
     "upsampler": "Upsampler training: x2 latent upsampling on half- and full-size latent pairs",
     "export": f"Export: the trained model to the registry's {REGISTRY_NAME} path",
     "evaluate": "Evaluation: held-out loss of the untrained and the trained transformer, "
-    "statistics of the normalised latents",
+    "statistics of the normalised latents, what the transformer reads from each prompt word",
     "condition": "Image to video: held-out clips generated from their first frame and without it",
     "generate": "Generation: the prompts and unseen caption combinations as videos, checked "
     "for colours, motion and shape",
@@ -296,12 +297,18 @@ def run_demo(
             report.latent_stats = stages.training_latent_stats(
                 paths.cache("train"), profile.latent_stats_tolerance
             )
+            report.prompt_reading = stages.prompt_reading_evidence(
+                model, paths.cache("train"), float(profile.fps)
+            )
             record.details = {
                 **report.loss.to_json(),
                 "latent_stats": report.latent_stats.to_json(),
+                "prompt_reading": report.prompt_reading.to_json(),
             }
             console.note(report.loss.describe())
             console.note(report.latent_stats.describe())
+            for line in report.prompt_reading.describe():
+                console.note(line)
 
         with stage("condition") as record:
             report.conditioning = stages.conditioning_evidence(

@@ -66,6 +66,7 @@ from aiprod_trainer.demo.fidelity import (
     psnr,
     upsampler_check,
 )
+from aiprod_trainer.demo.prompt_reading import PromptReading, prompt_reading
 from aiprod_trainer.demo.settings import DemoProfile
 from aiprod_trainer.training.objectives import FlowMatchingObjective
 from aiprod_trainer.training.trainer import FitResult, Trainer
@@ -285,6 +286,22 @@ def training_latent_stats(cache: Path, tolerance: float) -> LatentStatsCheck:
         return latent_stats_check(items, tolerance)
     finally:
         latent_cache.close()
+
+
+def prompt_reading_evidence(model: AiprodModel, cache: Path, fps: float) -> PromptReading:
+    """What ``model``'s transformer reads from each part of the training ``cache``'s captions
+    (see :mod:`aiprod_trainer.demo.prompt_reading`)."""
+    dataset = LatentDataset(cache, default_fps=fps)
+    items = [dataset[index] for index in range(len(dataset))]
+    latents = torch.stack([item["latents"] for item in items])
+    return prompt_reading(
+        model.transformer,
+        model.text_encoder,
+        latents,
+        [item["caption"] for item in items],
+        fps=fps,
+        seed=HELDOUT_SEED,
+    )
 
 
 def profile_requests(profile: DemoProfile, prompts: Sequence[str]) -> list[GenerationRequest]:
