@@ -213,8 +213,11 @@ def test_two_processes_match_one_with_the_same_global_batch(
     single = {**changes, "run_dir": "single", "data": {**changes["data"], "batch_size": 4}}
     trainer = Trainer(load_train_config(write_config(single, name="single.yaml")))
     trainer.fit()
+    # An all-reduced mean and one batch's mean sum in different orders; Adam divides each
+    # update by the root of its squared gradients, so a weight whose gradient is near zero
+    # turns that rounding into differences of a few 1e-5 after 6 steps (one in 1e5 weights).
     for name, tensor in trainer.parts.trained.state_dict().items():
-        torch.testing.assert_close(ranks[0][name], tensor, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ranks[0][name], tensor, rtol=1e-4, atol=5e-5)
 
 
 def build_error(write_config: Callable[..., Path], changes: dict[str, Any]) -> str:
