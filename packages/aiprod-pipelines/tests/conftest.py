@@ -1,6 +1,6 @@
 """Fixtures for the aiprod-pipelines tests.
 
-The helpers in ``fixtures/clips.py`` are loaded by path (tests run with
+The helpers in ``fixtures/`` (``clips.py``, ``served_process.py``, ``postgres_server.py``) are loaded by path (tests run with
 ``--import-mode=importlib`` and are not a package) and handed to tests as fixtures.
 """
 
@@ -81,6 +81,12 @@ def tiny() -> Any:
         torch.manual_seed(0)
         torch.nn.init.normal_(loaded.model.transformer.final_proj.weight, std=0.5)
     return loaded
+
+
+@pytest.fixture(scope="session")
+def served_process() -> ModuleType:
+    """The ``fixtures/served_process.py`` helper module (``aiprod-serve`` in a subprocess)."""
+    return _load_fixture("served_process")
 
 
 @pytest.fixture(scope="session")

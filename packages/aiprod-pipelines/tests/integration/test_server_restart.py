@@ -8,14 +8,10 @@ nothing accepted is lost, and the retried job writes its video under its second 
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
@@ -26,72 +22,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WAIT_S = 60.0
 LEASE_S = 2
-#: ``aiprod-serve`` with a model-free generator; argv: seconds per step, CLI arguments.
-SYNTHETIC_SERVER = '''
-import sys
-
-from aiprod_pipelines.server import cli
-from aiprod_pipelines.server.testing import SyntheticVideoGenerator
-
-STEP_SECONDS = float(sys.argv[1])
-
-
-class Synthetic(SyntheticVideoGenerator):
-    random_weights = False
-
-    def __init__(self, config, **options):
-        super().__init__(model_name="synthetic", steps=4, step_seconds=STEP_SECONDS)
-
-    def check(self):
-        """Nothing to check: there are no weights."""
-
-
-cli.PipelineVideoGenerator = Synthetic
-sys.exit(cli.main(sys.argv[2:]))
-'''
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def write_config(folder: Path) -> Path:
-    config = folder / "config"
-    (config / "env").mkdir(parents=True)
-    (config / "env" / "development.yaml").write_text("logging:\n  level: INFO\n")
-    fixture = Path(__file__).parents[1] / "fixtures" / "server_config.json"
-    base = {
-        **json.loads(fixture.read_text()),
-        "serving": {"host": "127.0.0.1", "default_model": "aiprod-tiny", "lease_seconds": LEASE_S},
-    }
-    (config / "AIPROD.json").write_text(json.dumps(base))
-    return config
 
 
 class Server:
     """One ``aiprod-serve`` process; its stderr goes to ``<tmp>/<name>.log``."""
 
-    def __init__(self, tmp_path: Path, name: str, step_seconds: float) -> None:
-        script = tmp_path / "synthetic_server.py"
-        script.write_text(SYNTHETIC_SERVER)
-        self.url = f"http://127.0.0.1:{(port := free_port())}"
+    def __init__(
+        self, served_process: ModuleType, tmp_path: Path, name: str, step_seconds: float
+    ) -> None:
+        self.url = f"http://127.0.0.1:{(port := served_process.free_port())}"
         self.log = tmp_path / f"{name}.log"
-        env = {
-            **os.environ,
-            "AIPROD_CONFIG_DIR": str(tmp_path / "config"),
-            "OMP_NUM_THREADS": "1",
-        }
-        for variable in ("AIPROD_ENV", "AIPROD_API_TOKEN", "AIPROD_DATABASE_URL"):
-            env.pop(variable, None)
-        with self.log.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, str(script), str(step_seconds), "--port", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=env,
-            )
+        self.process = served_process.launch(
+            served_process.synthetic_command(tmp_path, step_seconds),
+            port,
+            self.log,
+            tmp_path / "config",
+        )
         assert wait_until(self.ready, WAIT_S, 0.05), self.log.read_text()
 
     def ready(self) -> bool:
@@ -119,9 +65,11 @@ def servers() -> Iterator[list[Server]]:
 
 
 @pytest.mark.fault("interrupted")
-def test_jobs_survive_a_killed_server(tmp_path: Path, servers: list[Server]) -> None:
-    write_config(tmp_path)
-    first = Server(tmp_path, "first", step_seconds=5.0)
+def test_jobs_survive_a_killed_server(
+    tmp_path: Path, servers: list[Server], served_process: ModuleType
+) -> None:
+    served_process.write_config(tmp_path, lease_seconds=LEASE_S)
+    first = Server(served_process, tmp_path, "first", step_seconds=5.0)
     servers.append(first)
     body = {"prompt": "a windmill", "width": 16, "height": 16, "frames": 5, "seed": 2}
     running = httpx.post(first.url + "/v1/videos", json=body, timeout=10).json()["id"]
@@ -131,7 +79,7 @@ def test_jobs_survive_a_killed_server(tmp_path: Path, servers: list[Server]) -> 
     first.process.send_signal(signal.SIGKILL)
     first.process.wait(WAIT_S)
 
-    second = Server(tmp_path, "second", step_seconds=0.01)
+    second = Server(served_process, tmp_path, "second", step_seconds=0.01)
     servers.append(second)
     for job_id in (queued, running):
         assert wait_until(

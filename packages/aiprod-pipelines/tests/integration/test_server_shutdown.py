@@ -9,14 +9,11 @@ interpreter finalises.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
@@ -76,47 +73,16 @@ sys.exit(cli.main(sys.argv[3:]))
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def write_config(folder: Path) -> Path:
-    """A config folder whose outputs go under ``folder``; many steps allowed (long jobs)."""
-    config = folder / "config"
-    (config / "env").mkdir(parents=True)
-    (config / "env" / "development.yaml").write_text("logging:\n  level: INFO\n")
-    fixture = Path(__file__).parents[1] / "fixtures" / "server_config.json"
-    base = {
-        **json.loads(fixture.read_text()),
-        "serving": {"host": "127.0.0.1", "default_model": "aiprod-tiny", "max_steps": 5000},
-    }
-    (config / "AIPROD.json").write_text(json.dumps(base))
-    return config
-
-
 class Served:
     """``aiprod-serve`` in a subprocess; its stderr goes to a file read back by the test."""
 
-    def __init__(self, tmp_path: Path, command: list[str]) -> None:
-        self.port = free_port()
+    def __init__(self, served_process: ModuleType, tmp_path: Path, command: list[str]) -> None:
+        self.port = served_process.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "stderr.txt"
-        env = {
-            **os.environ,
-            "AIPROD_CONFIG_DIR": str(write_config(tmp_path)),
-            "OMP_NUM_THREADS": "1",
-        }
-        for name in ("AIPROD_ENV", "AIPROD_API_TOKEN"):
-            env.pop(name, None)
-        with self.log.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [*command, "--port", str(self.port)],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=env,
-            )
+        # Many steps allowed: the jobs here run until they are stopped.
+        config = served_process.write_config(tmp_path, max_steps=5000)
+        self.process = served_process.launch(command, self.port, self.log, config)
 
     def stderr(self) -> str:
         return self.log.read_text(errors="replace")
@@ -166,27 +132,35 @@ def served(tmp_path: Path) -> Iterator[list[Served]]:
         server.kill()
 
 
-def serve_cli(tmp_path: Path, started: list[Served], *argv: str) -> Served:
+def serve_cli(
+    served_process: ModuleType, tmp_path: Path, started: list[Served], *argv: str
+) -> Served:
     command = [sys.executable, "-m", "aiprod_pipelines.server.cli", *argv]
-    started.append(Served(tmp_path, command))
+    started.append(Served(served_process, tmp_path, command))
     return started[-1]
 
 
 def serve_stubborn(
-    tmp_path: Path, started: list[Served], mode: str, cancel_wait: float, *argv: str
+    served_process: ModuleType,
+    tmp_path: Path,
+    started: list[Served],
+    mode: str,
+    cancel_wait: float,
+    *argv: str,
 ) -> Served:
     script = tmp_path / "stubborn_server.py"
     script.write_text(STUBBORN_SERVER)
     command = [sys.executable, str(script), mode, str(cancel_wait), *argv]
-    started.append(Served(tmp_path, command))
+    started.append(Served(served_process, tmp_path, command))
     return started[-1]
 
 
 @pytest.mark.fault("server")
 def test_sigterm_past_the_grace_cancels_the_job_and_exits_0(
-    tmp_path: Path, served: list[Served]
+    tmp_path: Path, served: list[Served], served_process: ModuleType
 ) -> None:
     server = serve_cli(
+        served_process,
         tmp_path,
         served,
         *("--random-weights", "--preset", "tiny", "--device", "cpu", "--shutdown-grace", "0.5"),
@@ -209,9 +183,11 @@ def test_sigterm_past_the_grace_cancels_the_job_and_exits_0(
 
 @pytest.mark.fault("server")
 def test_a_generation_that_ignores_the_cancel_exits_3_without_aborting(
-    tmp_path: Path, served: list[Served]
+    tmp_path: Path, served: list[Served], served_process: ModuleType
 ) -> None:
-    server = serve_stubborn(tmp_path, served, "stubborn", 0.5, "--shutdown-grace", "0.2")
+    server = serve_stubborn(
+        served_process, tmp_path, served, "stubborn", 0.5, "--shutdown-grace", "0.2"
+    )
     job_id = server.submit({"prompt": "a lighthouse", "width": 16, "height": 16, "frames": 5})
     server.wait_progress(job_id)
 
@@ -232,9 +208,16 @@ def test_a_generation_that_ignores_the_cancel_exits_3_without_aborting(
     ],
 )
 def test_sigterm_while_the_model_loads_never_aborts(
-    tmp_path: Path, served: list[Served], cancel_wait: float, status: int, message: str
+    tmp_path: Path,
+    served: list[Served],
+    served_process: ModuleType,
+    cancel_wait: float,
+    status: int,
+    message: str,
 ) -> None:
-    server = serve_stubborn(tmp_path, served, "slow-load", cancel_wait, "--shutdown-grace", "0")
+    server = serve_stubborn(
+        served_process, tmp_path, served, "slow-load", cancel_wait, "--shutdown-grace", "0"
+    )
     server.wait_for("loading model slow-load")
     assert server.status("/readyz") == 503
 

@@ -14,15 +14,11 @@ submitted to replica A and polled and downloaded from replica B:
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
@@ -36,54 +32,6 @@ WAIT_S = 60.0
 LEASE_S = 2
 BODY = {"prompt": "two replicas, one store", "width": 16, "height": 16, "frames": 5}
 FINAL = ("succeeded", "failed", "cancelled")
-#: ``aiprod-serve`` with a model-free generator; argv: seconds per step, CLI arguments.
-SYNTHETIC_SERVER = '''
-import sys
-
-from aiprod_pipelines.server import cli
-from aiprod_pipelines.server.testing import SyntheticVideoGenerator
-
-STEP_SECONDS = float(sys.argv[1])
-
-
-class Synthetic(SyntheticVideoGenerator):
-    random_weights = False
-
-    def __init__(self, config, **options):
-        super().__init__(model_name="synthetic", steps=4, step_seconds=STEP_SECONDS)
-
-    def check(self):
-        """Nothing to check: there are no weights."""
-
-
-cli.PipelineVideoGenerator = Synthetic
-sys.exit(cli.main(sys.argv[2:]))
-'''
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def write_config(folder: Path) -> Path:
-    """A configuration folder in ``folder``: videos go to ``folder/outputs/server``."""
-    config = folder / "config"
-    (config / "env").mkdir(parents=True)
-    (config / "env" / "development.yaml").write_text("logging:\n  level: INFO\n")
-    fixture = Path(__file__).parents[1] / "fixtures" / "server_config.json"
-    serving = {
-        "host": "127.0.0.1",
-        "default_model": "aiprod-tiny",
-        "queue_size": 64,
-        "output_retention": 1000,
-    }
-    (config / "AIPROD.json").write_text(
-        json.dumps({**json.loads(fixture.read_text()), "serving": serving})
-    )
-    (folder / "synthetic_server.py").write_text(SYNTHETIC_SERVER)
-    return config
 
 
 class Replica:
@@ -94,29 +42,29 @@ class Replica:
     """
 
     def __init__(
-        self, tmp_path: Path, name: str, database_url: str, *, step_seconds: float, workers: int = 1
+        self,
+        served_process: ModuleType,
+        tmp_path: Path,
+        name: str,
+        database_url: str,
+        *,
+        step_seconds: float,
+        workers: int = 1,
     ) -> None:
         self.name = name
         self.log = tmp_path / f"{name}.log"
-        port = free_port()
-        env = {
-            **os.environ,
-            "AIPROD_CONFIG_DIR": str(tmp_path / "config"),
-            "AIPROD_DATABASE_URL": database_url,
-            "AIPROD_SERVING__LEASE_SECONDS": str(LEASE_S),
-            "AIPROD_SERVING__WORKERS_PER_DEVICE": str(workers),
-            "OMP_NUM_THREADS": "1",
-        }
-        for variable in ("AIPROD_ENV", "AIPROD_API_TOKEN"):
-            env.pop(variable, None)
-        script = tmp_path / "synthetic_server.py"
-        with self.log.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, str(script), str(step_seconds), "--port", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=env,
-            )
+        port = served_process.free_port()
+        self.process = served_process.launch(
+            served_process.synthetic_command(tmp_path, step_seconds),
+            port,
+            self.log,
+            tmp_path / "config",
+            {
+                "AIPROD_DATABASE_URL": database_url,
+                "AIPROD_SERVING__LEASE_SECONDS": str(LEASE_S),
+                "AIPROD_SERVING__WORKERS_PER_DEVICE": str(workers),
+            },
+        )
         self.statuses: Counter[int] = Counter()
         self.client = httpx.Client(
             base_url=f"http://127.0.0.1:{port}",
@@ -168,9 +116,11 @@ class Replica:
 
 
 @pytest.fixture
-def shared(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, JobStore]]:
+def shared(
+    postgres_url: str, tmp_path: Path, served_process: ModuleType
+) -> Iterator[tuple[str, JobStore]]:
     """The database URL both replicas use, a store on it for the test to read, the config."""
-    write_config(tmp_path)
+    served_process.write_config(tmp_path, queue_size=64, output_retention=1000)
     store = open_store(postgres_url, tmp_path)
     yield postgres_url, store
     store.close()
@@ -211,12 +161,15 @@ def listed_ids(replica: Replica) -> list[str]:
 
 
 def test_jobs_submitted_to_one_replica_run_once_and_are_served_by_the_other(
-    shared: tuple[str, JobStore], replicas: list[Replica], tmp_path: Path
+    shared: tuple[str, JobStore],
+    replicas: list[Replica],
+    tmp_path: Path,
+    served_process: ModuleType,
 ) -> None:
     url, store = shared
-    a = Replica(tmp_path, "a", url, step_seconds=0.05)
+    a = Replica(served_process, tmp_path, "a", url, step_seconds=0.05)
     replicas.append(a)
-    b = Replica(tmp_path, "b", url, step_seconds=0.05)
+    b = Replica(served_process, tmp_path, "b", url, step_seconds=0.05)
     replicas.append(b)
     ids = [a.submit(seed) for seed in range(24)]
     views = wait_for_final(b, ids)
@@ -248,12 +201,15 @@ def test_jobs_submitted_to_one_replica_run_once_and_are_served_by_the_other(
 
 @pytest.mark.fault("interrupted")
 def test_jobs_of_a_killed_replica_end_on_the_other(
-    shared: tuple[str, JobStore], replicas: list[Replica], tmp_path: Path
+    shared: tuple[str, JobStore],
+    replicas: list[Replica],
+    tmp_path: Path,
+    served_process: ModuleType,
 ) -> None:
     url, store = shared
-    a = Replica(tmp_path, "a", url, step_seconds=5.0, workers=2)  # 20 s per job
+    a = Replica(served_process, tmp_path, "a", url, step_seconds=5.0, workers=2)  # 20 s per job
     replicas.append(a)
-    b = Replica(tmp_path, "b", url, step_seconds=0.05)
+    b = Replica(served_process, tmp_path, "b", url, step_seconds=0.05)
     replicas.append(b)
     ids = [a.submit(seed) for seed in range(6)]
 
