@@ -294,11 +294,12 @@ def run_demo(
             model = load_model(REGISTRY_NAME, config=config, device="cpu").model
             untrained = stages.flow_loss(stages.load_bundle(vae_model), paths.cache("val"))
             report.loss = loss_check(untrained, stages.flow_loss(model, paths.cache("val")))
+            training = stages.training_latents(paths.cache("train"))
             report.latent_stats = stages.training_latent_stats(
-                paths.cache("train"), profile.latent_stats_tolerance
+                training, profile.latent_stats_tolerance
             )
             report.prompt_reading = stages.prompt_reading_evidence(
-                model, paths.cache("train"), float(profile.fps)
+                model, training, float(profile.fps)
             )
             record.details = {
                 **report.loss.to_json(),

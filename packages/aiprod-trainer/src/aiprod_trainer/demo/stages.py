@@ -278,27 +278,41 @@ def clip_name(index: int, prompt: str) -> str:
 _FILLER = {"a", "an", "the", "on", "moving", "background"}
 
 
-def training_latent_stats(cache: Path, tolerance: float) -> LatentStatsCheck:
-    """Per-channel statistics of every (normalised) latent in the training ``cache``."""
+@dataclass(frozen=True)
+class TrainingLatents:
+    """Every (normalised) latent of a training cache ``[N, C, T, H, W]`` and its caption."""
+
+    latents: torch.Tensor
+    captions: list[str]
+
+
+def training_latents(cache: Path) -> TrainingLatents:
+    """Read every item of the training ``cache`` once (both evaluation checks use them)."""
     latent_cache = LatentCache(cache)
     try:
-        items = [latent_cache[index].latents for index in range(len(latent_cache))]
-        return latent_stats_check(items, tolerance)
+        items = [latent_cache[index] for index in range(len(latent_cache))]
     finally:
         latent_cache.close()
+    return TrainingLatents(
+        torch.stack([item.latents for item in items]), [item.caption for item in items]
+    )
 
 
-def prompt_reading_evidence(model: AiprodModel, cache: Path, fps: float) -> PromptReading:
-    """What ``model``'s transformer reads from each part of the training ``cache``'s captions
+def training_latent_stats(training: TrainingLatents, tolerance: float) -> LatentStatsCheck:
+    """Per-channel statistics of every (normalised) training latent."""
+    return latent_stats_check(list(training.latents), tolerance)
+
+
+def prompt_reading_evidence(
+    model: AiprodModel, training: TrainingLatents, fps: float
+) -> PromptReading:
+    """What ``model``'s transformer reads from each part of the training captions
     (see :mod:`aiprod_trainer.demo.prompt_reading`)."""
-    dataset = LatentDataset(cache, default_fps=fps)
-    items = [dataset[index] for index in range(len(dataset))]
-    latents = torch.stack([item["latents"] for item in items])
     return prompt_reading(
         model.transformer,
         model.text_encoder,
-        latents,
-        [item["caption"] for item in items],
+        training.latents,
+        training.captions,
         fps=fps,
         seed=HELDOUT_SEED,
     )
