@@ -293,3 +293,29 @@ def test_timestep_sinusoids() -> None:
     assert odd.shape == (2, 9)
     assert torch.equal(odd[:, -1], torch.zeros(2))
     torch.testing.assert_close(odd[:, :8], even)
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_absolute_positions_tell_tokens_of_a_uniform_input_apart(absolute: bool) -> None:
+    """RoPE only weighs values by relative position: on an input whose tokens are all equal
+    every token's output is the same. Absolute position features make it depend on where
+    the token is, which a model drawing from pure noise needs to place anything."""
+    config = CONFIG.model_copy(update={"absolute_positions": absolute})
+    model = perturbed(config=config)
+    latents = torch.ones(1, C, 3, 4, 4)
+    _, _, text, mask = inputs(batch=1)
+    out = model(latents, torch.ones(1), text, mask)
+    tokens, _ = model.patchifier.patchify(out)
+    spread = (tokens - tokens[:, :1]).abs().max().item()
+    if absolute:
+        assert spread > 1e-3
+    else:
+        assert spread < 1e-5
+
+
+def test_a_config_saved_before_absolute_positions_existed_reads_as_without() -> None:
+    assert CONFIG.absolute_positions  # the tiny preset adds them
+    saved = {
+        key: value for key, value in CONFIG.model_dump().items() if key != "absolute_positions"
+    }
+    assert TransformerConfig.model_validate(saved).absolute_positions is False

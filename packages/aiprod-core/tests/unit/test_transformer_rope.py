@@ -11,6 +11,7 @@ import torch
 from aiprod_core.models import get_preset
 from aiprod_core.models.geometry import ModelGeometry
 from aiprod_core.transformer import apply_rope, rope_frequencies, token_positions
+from aiprod_core.transformer.rope import position_sinusoids
 
 MAXIMA = (20.0, 2048.0, 2048.0)
 
@@ -153,3 +154,29 @@ def test_scores_depend_only_on_position_differences() -> None:
         k, (cos_k.double(), sin_k.double())
     ).transpose(-1, -2)
     assert (moved - base).abs().max() > 1e-2
+
+
+def test_absolute_features_are_cos_then_sin_of_the_rope_angles() -> None:
+    positions = token_positions((3, 2, 2), (1, 1, 1), (4, 8), fps=10.0)
+    features = position_sinusoids(positions, 14, 100.0, MAXIMA)
+    assert features.shape == (1, 12, 14)
+    cos, sin = rope_frequencies(positions, 12, 100.0, MAXIMA)  # 2 pairs per axis, as dim 14
+    torch.testing.assert_close(features[..., :6], cos)
+    torch.testing.assert_close(features[..., 6:12], sin)
+    assert torch.equal(features[..., 12:], torch.zeros(1, 12, 2))  # 14 = 2 * 3 * 2 + 2 pad
+    # every token of the grid gets its own features
+    assert len({tuple(row) for row in features[0].tolist()}) == 12
+
+
+def test_absolute_features_match_at_shared_pixels_of_an_upsampled_grid() -> None:
+    small = token_positions((2, 2, 2), (1, 1, 1), (2, 4), 8.0, pixel_scale=2.0)
+    large = token_positions((2, 4, 4), (1, 1, 1), (2, 4), 8.0, pixel_scale=1.0)
+    original = position_sinusoids(small, 24, 100.0, MAXIMA)[0].reshape(2, 2, 2, 24)
+    upsampled = position_sinusoids(large, 24, 100.0, MAXIMA)[0].reshape(2, 4, 4, 24)
+    torch.testing.assert_close(upsampled[:, ::2, ::2], original, rtol=0, atol=0)
+
+
+def test_absolute_features_need_three_frequencies() -> None:
+    positions = token_positions((1, 1, 1), (1, 1, 1), (1, 1))
+    with pytest.raises(ValueError, match="dim 5 must be at least 6"):
+        position_sinusoids(positions, 5, 100.0, MAXIMA)

@@ -3,6 +3,7 @@ rendering, colour checks, files."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections import Counter
@@ -143,6 +144,38 @@ def test_sampling_covers_every_choice() -> None:
     assert {clip.motion for clip in clips} == set(MOTIONS)
     assert {clip.color for clip in clips} == set(PALETTE)
     assert {clip.background for clip in clips} == set(PALETTE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), index=st.integers(0, 10_000))
+def test_centred_paths_pass_near_the_centre_and_keep_the_clip_otherwise(
+    seed: int, index: int
+) -> None:
+    anywhere = sample_clip(seed, index)
+    centred = sample_clip(seed, index, SyntheticSpace(centre_jitter=0.05))
+    assert dataclasses.replace(centred, start=anywhere.start, end=anywhere.end) == anywhere
+    middle = np.add(centred.start, centred.end) / 2
+    assert np.abs(middle - 0.5).max() <= 0.05 + 1e-9
+    half = centred.extent / 2
+    for point in (centred.start, centred.end):
+        assert min(point) >= half - 1e-9
+        assert max(point) <= 1 - half + 1e-9
+    # the motion alone says where the shape starts: right of the centre when moving left
+    axis = 0 if centred.motion in ("left", "right") else 1
+    sign = 1 if centred.motion in ("left", "up") else -1
+    assert sign * (centred.start[axis] - 0.5) > 0.15 - 0.05
+
+
+def test_without_jitter_every_path_goes_through_the_centre() -> None:
+    for index in range(20):
+        clip = sample_clip(0, index, SyntheticSpace(centre_jitter=0.0))
+        assert np.add(clip.start, clip.end) / 2 == pytest.approx((0.5, 0.5))
+
+
+@pytest.mark.parametrize("jitter", [-0.1, 0.6, True, "0.1", float("nan")])
+def test_space_rejects_a_bad_centre_jitter(jitter: object) -> None:
+    with pytest.raises(ValueError, match="centre_jitter: expected None or a fraction"):
+        SyntheticSpace(centre_jitter=jitter)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

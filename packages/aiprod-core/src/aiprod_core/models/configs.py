@@ -39,6 +39,12 @@ class TransformerConfig(_Frozen):
         description="(seconds, pixel rows, pixel columns) RoPE positions are divided by",
     )
     qk_norm: bool = Field(default=True, description="RMS-normalise queries and keys")
+    absolute_positions: bool = Field(
+        default=False,
+        description="add fixed sin-cos features of each token's position (seconds, pixels; "
+        "RoPE's frequencies) to its embedding, as DiT and CogVideoX-2B do: RoPE is relative, "
+        "so without them a token of pure noise knows where it is only from the grid's edges",
+    )
     latent_scale: tuple[int, int] = Field(
         default=(1, 1),
         description="(temporal, spatial) compression of the VAE whose latents it reads: "

@@ -30,6 +30,10 @@ TINY = ModelConfig(
         rope_theta=100.0,
         rope_max_positions=(4.0, 64.0, 64.0),
         latent_scale=(2, 4),
+        # Two blocks starting from pure noise cannot tell where a token is from RoPE alone:
+        # without absolute positions the demo's model left the shape where it was in 48 of
+        # 48 held-out clips instead of moving it the way the prompt says (docs/PERFORMANCE.md).
+        absolute_positions=True,
     ),
     vae=VAEConfig(
         latent_channels=8,

@@ -1,6 +1,7 @@
 """The AIPROD video diffusion transformer: latents, noise level and text in; velocity out.
 
     latents [B, C, T, H, W] --patchify--> tokens [B, N, C*pt*ph*pw] --linear--> x [B, N, D]
+    (absolute_positions: x += sin-cos features of each token's seconds and pixels)
     sigma [B] or [B, N] --sinusoids(sigma * 1000)--> MLP --> e [B, 1 or N, D]
     e --SiLU, linear (shared by all blocks)--> m [B, 1 or N, 6, D]       (adaLN-single)
     text [B, L, text_dim] --MLP--> context [B, L, D]             (cross-attention keys/values)
@@ -31,7 +32,12 @@ from aiprod_core.transformer.block import TransformerBlock
 from aiprod_core.transformer.embeddings import TextProjection, TimestepEmbedding
 from aiprod_core.transformer.norms import adaptive_layer_norm
 from aiprod_core.transformer.patchify import Patchifier3D
-from aiprod_core.transformer.rope import DEFAULT_FPS, rope_frequencies, token_positions
+from aiprod_core.transformer.rope import (
+    DEFAULT_FPS,
+    position_sinusoids,
+    rope_frequencies,
+    token_positions,
+)
 
 INIT_STD = 0.02
 MODULATIONS = 6
@@ -94,9 +100,6 @@ class VideoTransformer(nn.Module):
         tokens, grid = self.patchifier.patchify(latents)
         sigma = self._token_sigma(sigma, latents.shape[0], tokens.shape[1])
         x = self.patch_embed(tokens.to(dtype))
-        embedding = self.time_embed(sigma)  # [B, 1 or N, D]
-        cond = torch.unflatten(self.time_modulation(F.silu(embedding)), -1, (MODULATIONS, -1))
-        context = self.text_proj(text.to(dtype))
         positions = token_positions(
             grid,
             self.config.patch_size,
@@ -105,6 +108,13 @@ class VideoTransformer(nn.Module):
             pixel_scale,
             device=x.device,
         )
+        if self.config.absolute_positions:
+            x = x + position_sinusoids(
+                positions, x.shape[-1], self.config.rope_theta, self.config.rope_max_positions
+            ).to(dtype)
+        embedding = self.time_embed(sigma)  # [B, 1 or N, D]
+        cond = torch.unflatten(self.time_modulation(F.silu(embedding)), -1, (MODULATIONS, -1))
+        context = self.text_proj(text.to(dtype))
         rope = rope_frequencies(
             positions, self.config.head_dim, self.config.rope_theta, self.config.rope_max_positions
         )

@@ -19,7 +19,8 @@ fastest ``theta`` times faster. A head of ``head_dim`` channels has ``head_dim /
 each axis gets ``head_dim / 2 // 3`` of them and the pairs left over (when ``head_dim / 2``
 is not a multiple of 3) do not rotate (cos 1, sin 0), as LTX-2 pads them. Rotating
 queries and keys by angles proportional to position makes ``q . k`` depend only on the
-difference of the two positions.
+difference of the two positions; :func:`position_sinusoids` turns the same angles into
+absolute position features for a transformer that also adds those to its tokens.
 """
 
 from __future__ import annotations
@@ -82,18 +83,45 @@ def rope_frequencies(
     if head_dim % 2 or axis_pairs(head_dim) < 1:
         raise ValueError(f"head_dim {head_dim} must be even and at least 6 for 3D RoPE")
     pairs = axis_pairs(head_dim)
-    exponents = torch.arange(pairs, device=positions.device, dtype=torch.float32)
-    exponents = exponents / max(pairs - 1, 1)
-    freqs = (math.pi / 2) * theta**exponents  # [pairs]
-    scale = torch.tensor(max_positions, device=positions.device, dtype=torch.float32)
-    fractions = positions.float() / scale  # [B, N, 3]
-    angles = (fractions[..., None] * freqs).flatten(-2)  # [B, N, 3 * pairs]: t, then h, then w
+    angles = position_angles(positions, pairs, theta, max_positions)
     padding = head_dim // 2 - 3 * pairs
     cos, sin = angles.cos(), angles.sin()
     if padding:
         cos = torch.cat([cos.new_ones(*cos.shape[:-1], padding), cos], dim=-1)
         sin = torch.cat([sin.new_zeros(*sin.shape[:-1], padding), sin], dim=-1)
     return cos, sin
+
+
+def position_angles(
+    positions: torch.Tensor, pairs: int, theta: float, max_positions: tuple[float, float, float]
+) -> torch.Tensor:
+    """``[B, N, 3 * pairs]`` float32 angles of ``[B, N, 3]`` positions: ``pairs`` frequencies
+    per axis (see the module docstring), time's first, then rows', then columns'."""
+    exponents = torch.arange(pairs, device=positions.device, dtype=torch.float32)
+    exponents = exponents / max(pairs - 1, 1)
+    freqs = (math.pi / 2) * theta**exponents  # [pairs]
+    scale = torch.tensor(max_positions, device=positions.device, dtype=torch.float32)
+    fractions = positions.float() / scale  # [B, N, 3]
+    return (fractions[..., None] * freqs).flatten(-2)
+
+
+def position_sinusoids(
+    positions: torch.Tensor, dim: int, theta: float, max_positions: tuple[float, float, float]
+) -> torch.Tensor:
+    """``[B, N, dim]`` float32 absolute position features of ``[B, N, 3]`` positions: the
+    cos, then the sin, of RoPE's angles with ``dim / 2 // 3`` frequencies per axis, zero
+    padded to ``dim`` (the transformer's ``absolute_positions``).
+
+    Unlike RoPE, which only makes attention depend on the difference of two positions, these
+    tell each token where it is in the clip, in the same seconds and pixels: the same
+    content of a x2 upsampled grid or another frame rate gets the same features.
+    """
+    pairs = dim // 2 // 3
+    if pairs < 1:
+        raise ValueError(f"dim {dim} must be at least 6 for 3D position features")
+    angles = position_angles(positions, pairs, theta, max_positions)
+    features = torch.cat([angles.cos(), angles.sin()], dim=-1)
+    return torch.nn.functional.pad(features, (0, dim - features.shape[-1]))
 
 
 def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:

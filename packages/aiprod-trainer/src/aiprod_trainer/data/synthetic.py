@@ -108,14 +108,31 @@ class SyntheticSpace:
 
     ``held_out``: combinations :func:`sample_clip` never draws (see the module docstring);
     at least one combination of the space must stay drawable.
+
+    ``centre_jitter``: where the shape's path lies. None: anywhere it fits in the frame.
+    A fraction ``j`` of the frame (0 to 0.5): the path's midpoint is the frame's centre
+    moved by up to ``j`` on each axis (then moved in as far as the shape must be to stay
+    inside), so where the shape is in each frame follows from the caption's motion, give or
+    take ``j``.
     """
 
     colors: tuple[str, ...] = tuple(PALETTE)
     shapes: tuple[Shape, ...] = SHAPES
     motions: tuple[Motion, ...] = MOTIONS
     held_out: tuple[CaptionParts, ...] = ()
+    centre_jitter: float | None = None
 
     def __post_init__(self) -> None:
+        jitter = self.centre_jitter
+        if jitter is not None and (
+            isinstance(jitter, bool)
+            or not isinstance(jitter, int | float)
+            or not 0 <= jitter <= 0.5
+        ):
+            raise ValueError(
+                f"centre_jitter: expected None or a fraction of the frame from 0 to 0.5, "
+                f"got {jitter!r}"
+            )
         _check_choices("colors", self.colors, tuple(PALETTE), minimum=2)
         _check_choices("shapes", self.shapes, SHAPES, minimum=1)
         _check_choices("motions", self.motions, MOTIONS, minimum=1)
@@ -240,8 +257,13 @@ def sample_clip(seed: int, index: int, space: SyntheticSpace | None = None) -> S
     # across it, extent/2. Extents are fractions of the shorter side, so they are at most
     # that fraction of either axis.
     margin = travel / 2 + extent / 2
-    middle = float(rng.uniform(margin, 1 - margin))
-    across = float(rng.uniform(extent / 2, 1 - extent / 2))
+    if space.centre_jitter is None:
+        middle = float(rng.uniform(margin, 1 - margin))
+        across = float(rng.uniform(extent / 2, 1 - extent / 2))
+    else:
+        jitter = space.centre_jitter
+        middle = float(np.clip(0.5 + rng.uniform(-jitter, jitter), margin, 1 - margin))
+        across = float(np.clip(0.5 + rng.uniform(-jitter, jitter), extent / 2, 1 - extent / 2))
     sign = -1.0 if motion in ("left", "up") else 1.0
     first, last = middle - sign * travel / 2, middle + sign * travel / 2
     if motion in ("left", "right"):

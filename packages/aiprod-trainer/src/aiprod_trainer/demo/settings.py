@@ -48,6 +48,9 @@ class DemoProfile:
     frames: int = 9
     fps: int = 8
     seed: int = 0
+    #: The clips' paths go through the frame's centre, give or take this fraction
+    #: (SyntheticSpace), so where the shape is in each frame follows from the caption.
+    centre_jitter: float | None = 0.05
     # VAE: reconstruction (MSE) + KL
     vae_steps: int = 2000
     vae_batch: int = 8

@@ -103,7 +103,7 @@ def make_dataset(folder: Path, profile: DemoProfile) -> SyntheticDataset:
         fps=float(profile.fps),
         seed=profile.seed,
         val_fraction=profile.val_fraction,
-        space=SyntheticSpace(held_out=held_out_parts(profile)),
+        space=SyntheticSpace(held_out=held_out_parts(profile), centre_jitter=profile.centre_jitter),
     )
     return write_synthetic_dataset(
         folder, settings, progress=lambda items: tqdm(items, desc="clips", unit="clip")
