@@ -95,9 +95,12 @@ def test_passing_report_renders_and_serialises(tmp_path: Path) -> None:
         "motion": 3,
         "shape": 3,
         "all": 3,
+        "colors_and_motion": 3,
+        "required_colors_and_motion": 3,
         "required": 3,
         "enforced": True,
     }
+    assert "3 of 3 prompts pass colours and motion (3 of 3 required)" in text
     assert evidence["unseen"]["passes"]["motion"] == 0
     assert evidence["conditioning"]["worst_first_frame_psnr"] is None  # identical: infinite
     assert evidence["latent_stats"]["passed"] is True
@@ -113,25 +116,48 @@ def test_passing_report_renders_and_serialises(tmp_path: Path) -> None:
 def test_failed_enforced_report_lists_the_failures() -> None:
     report = report_with(background="green", drop_to=0.9)
     assert not report.passed
-    assert len(report.failures) == 1 + 3 + 1  # the loss, 3 prompts' colours, the count
+    # the loss, 3 prompts' colours, the colour-and-motion count, the all-three count
+    assert len(report.failures) == 1 + 3 + 1 + 1
     text = report.render()
     assert "Evidence checks FAILED:" in text
     assert "background blue not dominant" in text
+    assert "0 of 3 prompts pass the colour and motion checks; 3 required" in text
     assert "0 of 3 prompts pass the colour, motion and shape checks; 3 required" in text
 
 
-def test_motion_and_shape_are_reported_without_failing_until_enforced() -> None:
-    report = report_with(motion="right", profile=FULL)
+def test_shape_is_reported_without_failing_until_enforced() -> None:
+    square = prompt_check(clip_of(), PROMPT.replace("circle", "square"))
+    assert square.color.passed
+    assert square.motion.passed
+    assert not square.shape.passed
+    report = report_with(profile=FULL)
+    report.prompts = [square] * 3
     assert report.passed
-    assert "0 of 3 prompts pass colours, motion and shape (3 of 3: target, not enforced)" in (
-        report.render()
-    )
+    text = report.render()
+    assert "3 of 3 prompts pass colours and motion (3 of 3 required)" in text
+    assert "0 of 3 prompts pass colours, motion and shape (3 of 3: target, not enforced)" in text
+    report.profile = ENFORCED
+    assert report.failures == [
+        "0 of 3 prompts pass the colour, motion and shape checks; 3 required"
+    ]
+
+
+def test_motion_the_wrong_way_fails_the_run_even_when_shape_is_not_enforced() -> None:
+    report = report_with(motion="right", profile=FULL)
+    assert report.failures == ["0 of 3 prompts pass the colour and motion checks; 3 required"]
+    assert not report.passed
+    one_moves = report_with(profile=FULL)
+    one_moves.prompts = [one_moves.prompts[0], *report.prompts[:2]]
+    assert one_moves.failures == ["1 of 3 prompts pass the colour and motion checks; 3 required"]
+    one_moves.profile = dataclasses.replace(FULL, required_motion_passes=1)
+    assert one_moves.passed
 
 
 def test_wrong_motion_latent_statistics_and_conditioning_are_failures() -> None:
     report = report_with(motion="right")
     assert [line for line in report.failures if "prompts pass" in line] == [
-        "0 of 3 prompts pass the colour, motion and shape checks; 3 required"
+        "0 of 3 prompts pass the colour and motion checks; 3 required",
+        "0 of 3 prompts pass the colour, motion and shape checks; 3 required",
     ]
     real = clip_of()
     report.latent_stats = latent_stats_check([torch.full((4, 3, 8, 8), 0.5)])

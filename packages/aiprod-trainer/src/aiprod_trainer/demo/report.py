@@ -94,6 +94,12 @@ class DemoReport:
                 f"the trained upsampler's decoded PSNR is {self.upsampler.gain:+.2f} dB against "
                 f"nearest-neighbour upsampling; {self.upsampler.required_gain:+.1f} dB required"
             )
+        moving = _colors_and_motion(self.prompts)
+        if self.prompts and moving < self.profile.required_motion_passes:
+            lines.append(
+                f"{moving} of {len(self.prompts)} prompts pass the colour and motion checks; "
+                f"{self.profile.required_motion_passes} required"
+            )
         passes = sum(check.passed for check in self.prompts)
         required = self.profile.required_prompt_passes
         if self.prompts and passes < required and self.profile.enforce_prompt_checks:
@@ -138,6 +144,8 @@ class DemoReport:
                 "prompts": [check.to_json() for check in self.prompts],
                 "prompt_passes": {
                     **tally(self.prompts),
+                    "colors_and_motion": _colors_and_motion(self.prompts),
+                    "required_colors_and_motion": self.profile.required_motion_passes,
                     "required": self.profile.required_prompt_passes,
                     "enforced": self.profile.enforce_prompt_checks,
                 },
@@ -181,6 +189,11 @@ class DemoReport:
             lines.append(f"  {self.upsampler.describe()}")
         lines += [f"  {check.describe()}" for check in self.prompts]
         if self.prompts:
+            lines.append(
+                f"  {_colors_and_motion(self.prompts)} of {len(self.prompts)} prompts pass "
+                f"colours and motion ({self.profile.required_motion_passes} of "
+                f"{len(self.prompts)} required)"
+            )
             passes = sum(check.passed for check in self.prompts)
             target = f"{self.profile.required_prompt_passes} of {len(self.prompts)}"
             enforced = "required" if self.profile.enforce_prompt_checks else "target, not enforced"
@@ -218,3 +231,8 @@ class DemoReport:
                 f"{self.profile.name!r} reports them without enforcing."
             )
         return "\n".join(lines)
+
+
+def _colors_and_motion(checks: list[PromptCheck]) -> int:
+    """How many of ``checks`` pass both the colour and the motion check."""
+    return sum(check.color.passed and check.motion.passed for check in checks)
