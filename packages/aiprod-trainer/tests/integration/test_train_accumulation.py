@@ -41,8 +41,17 @@ def test_accumulating_two_batches_of_one_equals_one_batch_of_two(
     for (_, one), (_, two) in zip(batched.losses, accumulated.losses, strict=True):
         assert one == pytest.approx(two, rel=1e-5)
     assert batched_weights["transformer.final_proj.weight"].abs().max() > 0  # it trained
+    # Adam divides each update by the root of its squared gradients, so for a weight whose
+    # gradient is near zero the two summation orders (one mean over two items, two halves
+    # added) differ by a few 1e-6 after 6 steps (a cross-attention bias, 1 weight in 192).
     for name, tensor in batched_weights.items():
-        torch.testing.assert_close(accumulated_weights[name], tensor, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(
+            accumulated_weights[name],
+            tensor,
+            rtol=1e-4,
+            atol=1e-5,
+            msg=lambda m, n=name: f"{n}: {m}",
+        )
 
 
 def test_a_different_split_of_the_data_gives_different_weights(
