@@ -22,7 +22,11 @@ from pathlib import Path
 from aiprod_core.errors import AiprodError, ConfigError
 from aiprod_core.threads import add_threads_argument
 from aiprod_trainer.config import TrainConfig, load_train_config
-from aiprod_trainer.training.distributed import init_distributed, shutdown_distributed
+from aiprod_trainer.training.distributed import (
+    DistributedContext,
+    init_distributed,
+    shutdown_distributed,
+)
 from aiprod_trainer.training.trainer import FitResult, Trainer
 
 PROG = "aiprod-train"
@@ -102,22 +106,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(config: TrainConfig, args: argparse.Namespace) -> int:
+    finished = False
     try:
         context = init_distributed(config.training.device)
-        trainer = Trainer(config, resume=args.resume, context=context, threads=args.threads)
-        if args.resume and trainer.start_step == 0 and context.is_main:
-            print(f"no checkpoint in {trainer.run_dir}; starting from step 0", file=sys.stderr)
-        result = trainer.fit(stop_at_step=args.stop_at_step)
+        result, signum = _fit(config, args, context)
+        finished = True
     except (AiprodError, OSError) as exc:
         return _fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:  # before training started: there is nothing to save yet
         return _fail("interrupted before training started", EXIT_INTERRUPTED)
     finally:
-        shutdown_distributed()
+        # The trainer (and its model) is gone by now; every process leaves together after
+        # a run they all finished.
+        shutdown_distributed(synchronize=finished)
     if context.is_main:
         print(_report(result, args))
-    signum = trainer.stop_signal
     return EXIT_OK if signum is None else 128 + signum
+
+
+def _fit(
+    config: TrainConfig, args: argparse.Namespace, context: DistributedContext
+) -> tuple[FitResult, int | None]:
+    """Train; the result and the signal that stopped the run (None: it was not stopped)."""
+    trainer = Trainer(config, resume=args.resume, context=context, threads=args.threads)
+    if args.resume and trainer.start_step == 0 and context.is_main:
+        print(f"no checkpoint in {trainer.run_dir}; starting from step 0", file=sys.stderr)
+    result = trainer.fit(stop_at_step=args.stop_at_step)
+    return result, trainer.stop_signal
 
 
 def _report(result: FitResult, args: argparse.Namespace) -> str:

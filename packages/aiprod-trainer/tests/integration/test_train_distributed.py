@@ -22,7 +22,7 @@ from aiprod_trainer.training.trainer import Trainer
 pytestmark = pytest.mark.integration
 
 WORKER = """
-import json, sys
+import faulthandler, json, sys
 from pathlib import Path
 
 import safetensors.torch
@@ -31,6 +31,7 @@ from aiprod_trainer.config import load_train_config
 from aiprod_trainer.training.distributed import init_distributed, shutdown_distributed
 from aiprod_trainer.training.trainer import Trainer
 
+faulthandler.enable()  # a process that aborts shows where
 config = load_train_config(sys.argv[1])
 context = init_distributed("cpu")
 trainer = Trainer(config, context=context)
@@ -40,7 +41,8 @@ state = {k: v.contiguous() for k, v in trainer.parts.trained.state_dict().items(
 safetensors.torch.save_file(state, out / f"rank{context.rank}.safetensors")
 summary = {"losses": result.losses, "validation": result.validation, "world": context.world_size}
 (out / f"rank{context.rank}.json").write_text(json.dumps(summary))
-shutdown_distributed()
+del trainer  # as aiprod-train: the model goes before the process group
+shutdown_distributed(synchronize=True)
 """
 
 CHANGES = {

@@ -30,13 +30,14 @@ pytestmark = pytest.mark.integration
 # its own session, so the test kills the workers and torchrun one by one (as a node that
 # dies takes all of them).
 WORKER = """
-import json, os, sys, time
+import faulthandler, json, os, sys, time
 from pathlib import Path
 
 from aiprod_trainer.config import load_train_config
 from aiprod_trainer.training.distributed import init_distributed, shutdown_distributed
 from aiprod_trainer.training.trainer import Trainer
 
+faulthandler.enable()  # a process that aborts shows where
 config = load_train_config(sys.argv[1])
 context = init_distributed("cpu")
 trainer = Trainer(config, context=context, resume="--resume" in sys.argv)
@@ -53,7 +54,8 @@ trainer._checkpoint = checkpoint_then_pause
 result = trainer.fit()
 summary = {"losses": result.losses, "validation": result.validation}
 Path(sys.argv[2], f"rank{context.rank}.json").write_text(json.dumps(summary))
-shutdown_distributed()
+del trainer, checkpoint  # as aiprod-train: the model goes before the process group
+shutdown_distributed(synchronize=True)
 """
 
 CHANGES = {

@@ -172,7 +172,7 @@ def test_stop_and_resume_is_bit_identical(pairs: Path, write_config: Callable[..
 
 
 WORKER = """
-import sys
+import faulthandler, sys
 from pathlib import Path
 
 import safetensors.torch
@@ -181,12 +181,14 @@ from aiprod_trainer.config import load_train_config
 from aiprod_trainer.training.distributed import init_distributed, shutdown_distributed
 from aiprod_trainer.training.trainer import Trainer
 
+faulthandler.enable()  # a process that aborts shows where
 context = init_distributed("cpu")
 trainer = Trainer(load_train_config(sys.argv[1]), context=context)
 trainer.fit()
 state = {k: v.contiguous() for k, v in trainer.parts.trained.state_dict().items()}
 safetensors.torch.save_file(state, Path(sys.argv[2]) / f"rank{context.rank}.safetensors")
-shutdown_distributed()
+del trainer  # as aiprod-train: the model goes before the process group
+shutdown_distributed(synchronize=True)
 """
 
 

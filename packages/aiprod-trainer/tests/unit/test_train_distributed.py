@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -104,3 +106,14 @@ def test_single_process_helpers() -> None:
     assert pick_device("cuda", 1) == torch.device("cuda", 1)
     rank = init_distributed("cpu", environ={"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"})
     assert rank.world_size == 1
+
+
+@pytest.mark.parametrize("synchronize", [False, True])
+def test_shutdown_leaves_the_process_group(tmp_path: Path, synchronize: bool) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    assert torch.distributed.is_initialized()
+    shutdown_distributed(synchronize=synchronize)
+    assert not torch.distributed.is_initialized()
+    shutdown_distributed(synchronize=synchronize)  # already left: nothing to do

@@ -17,6 +17,7 @@ at the same step. Only rank 0 writes checkpoints, logs and videos.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,9 +76,20 @@ def init_distributed(
     return DistributedContext(rank, world_size, local_rank, device)
 
 
-def shutdown_distributed() -> None:
-    """Leave the process group (a no-op without one)."""
+def shutdown_distributed(*, synchronize: bool = False) -> None:
+    """Leave the process group (a no-op without one).
+
+    Garbage is collected first, so objects that still hold the group (an FSDP model's
+    device mesh, a collective nobody waited for) go while the interpreter is whole: gloo
+    worker threads that outlive the group can abort the process as it exits. With
+    ``synchronize`` every process waits for the others before leaving, so none tears down
+    its connections while another still writes or communicates; use it only when every
+    process finished the run (a process that failed never arrives at the barrier).
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 
