@@ -86,7 +86,7 @@ class DemoProfile:
     required_motion_passes: int = 3
     #: Whether too few prompts passing all three checks (colours, motion, shape) fails the
     #: run. Off: within 10 minutes the tiny model does not paint the named shapes (its VAE
-    #: rounds them off; with an x2 VAE the transformer needs about 4 times the training,
+    #: rounds them off; with an x2 VAE the transformer needs over 4 times the training,
     #: docs/PERFORMANCE.md), so the shape check is measured and reported as a target.
     enforce_prompt_checks: bool = False
     conditioning_clips: int = 8
