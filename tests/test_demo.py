@@ -12,7 +12,7 @@ from PIL import Image
 
 from aiprod_core.checkpoints import load_model
 from aiprod_pipelines.video_io import read_video
-from aiprod_trainer.demo import FULL, QUICK, DemoReport, loss_check
+from aiprod_trainer.demo import FULL, LONG, QUICK, DemoReport, loss_check
 
 STAGES = [
     "data",
@@ -48,7 +48,7 @@ def test_help_describes_the_demo(demo: ModuleType, capsys: pytest.CaptureFixture
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "Train a tiny AIPROD model end to end" in out
-    for flag in ("--retrain", "--output", "--workdir", "--quick", "--json"):
+    for flag in ("--retrain", "--output", "--workdir", "--quick", "--long", "--json"):
         assert flag in out
 
 
@@ -175,8 +175,39 @@ def test_quick_profile_reports_failed_evidence_without_failing(
     assert seen["profile"] is QUICK
     assert seen["retrain"] is True
     assert seen["threads"] == "auto"
-    assert seen["paths"].output == config_dir.parent / "outputs" / "demo"
+    assert seen["paths"].output == config_dir.parent / "outputs" / "demo-quick"
     assert "without enforcing" in capsys.readouterr().out
+
+
+def test_long_selects_the_x2_profile_its_folder_and_its_registry_name(
+    demo: ModuleType, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = {}
+
+    def fake_run(profile, paths, config, *, retrain, stream, threads):  # type: ignore[no-untyped-def]
+        seen.update(profile=profile, paths=paths)
+        return DemoReport(profile, {}, loss=loss_check(1.0, 0.5))
+
+    monkeypatch.setattr(demo, "run_demo", fake_run)
+    assert demo.main(["--long"]) == 0
+    assert seen["profile"] is LONG
+    assert seen["paths"].output == config_dir.parent / "outputs" / "demo-long"
+    assert (
+        seen["paths"].model == config_dir.parent / "models/checkpoints/aiprod-tiny-x2.safetensors"
+    )
+    assert demo.main([]) == 0
+    assert seen["profile"] is FULL
+    assert seen["paths"].output == config_dir.parent / "outputs" / "demo"
+    assert seen["paths"].model == config_dir.parent / "models/checkpoints/aiprod-tiny.safetensors"
+
+
+def test_quick_and_long_exclude_each_other(
+    demo: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--quick", "--long"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_interrupt_exits_130(

@@ -16,13 +16,25 @@ from aiprod_core.models import (
     VAEConfig,
     get_preset,
 )
+from aiprod_core.models.geometry import ModelGeometry
 
 
 def test_presets_are_named_and_consistent() -> None:
-    assert list(PRESETS) == ["tiny", "small", "aiprod-19b"]
+    assert list(PRESETS) == ["tiny", "tiny-x2", "small", "aiprod-19b"]
     for name, config in PRESETS.items():
         assert config.preset == name
         assert config.transformer.in_channels == config.vae.latent_channels
+        # presets derived with model_copy pass the same validation as a config file
+        assert ModelConfig.model_validate(config.model_dump()) == config
+
+
+def test_tiny_x2_keeps_tiny_tokens_with_latents_at_half_size() -> None:
+    tiny, x2 = ModelGeometry.of(get_preset("tiny")), ModelGeometry.of(get_preset("tiny-x2"))
+    assert x2.latent_shape(9, 32, 32) == (5, 16, 16)
+    assert tiny.latent_shape(9, 32, 32) == (5, 8, 8)
+    assert x2.video_tokens(9, 32, 32)[1] == tiny.video_tokens(9, 32, 32)[1] == (5, 4, 4)
+    assert get_preset("tiny-x2").vae.latent_channels == 4
+    assert get_preset("tiny-x2").text_encoder == get_preset("tiny").text_encoder
 
 
 def test_get_preset_unknown_lists_known() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -12,9 +13,10 @@ from aiprod_core.checkpoints import load_model
 from aiprod_core.config import AiprodConfig, load_config
 from aiprod_core.models import get_preset
 from aiprod_pipelines.video_io import read_video
+from aiprod_trainer.data.latent_cache import LatentDataset
 from aiprod_trainer.demo import runner, stages
 from aiprod_trainer.demo.runner import STAMP, DemoPaths, prepare_work, run_demo
-from aiprod_trainer.demo.settings import FULL, QUICK
+from aiprod_trainer.demo.settings import FULL, LONG, QUICK
 from aiprod_trainer.demo.stages import DemoError
 from aiprod_trainer.training.trainer import FitResult
 
@@ -49,7 +51,12 @@ def config(tmp_path: Path) -> AiprodConfig:
                 "file": "aiprod-tiny.safetensors",
                 "location": "checkpoints",
                 "preset": "tiny",
-            }
+            },
+            "aiprod-tiny-x2": {
+                "file": "aiprod-tiny-x2.safetensors",
+                "location": "checkpoints",
+                "preset": "tiny-x2",
+            },
         },
         "serving": {"default_model": "aiprod-tiny"},
     }
@@ -124,6 +131,37 @@ def test_quick_run_trains_generates_and_a_second_run_reuses(
     third = run_demo(QUICK, paths, config, stream=io.StringIO())
     assert third.stage("export").status == "ran"
     assert paths.model.is_file()
+
+
+def test_a_profile_trains_exports_and_generates_with_its_own_preset(
+    config: AiprodConfig, tmp_path: Path
+) -> None:
+    # the long profile's model (tiny-x2) at the quick profile's sizes
+    profile = dataclasses.replace(
+        QUICK,
+        preset=LONG.preset,
+        registry_name=LONG.registry_name,
+        output_folder=LONG.output_folder,
+        held_out=1,
+        prompts=QUICK.prompts[:1],
+    )
+    paths = DemoPaths.from_config(config, profile=profile)
+    assert paths.output == tmp_path / "root" / "outputs" / "demo-long"
+    assert (
+        paths.model == tmp_path / "root" / "models" / "checkpoints" / "aiprod-tiny-x2.safetensors"
+    )
+    report = run_demo(profile, paths, config, stream=io.StringIO())
+    assert [s.name for s in report.stages] == STAGES
+    _model, model_config = load_model(paths.model, device="cpu")
+    assert model_config.preset == "tiny-x2"
+    assert model_config.vae.spatial_compression == 2
+    # x2 latents: 4 channels at half the clip's size, 5 frames -> 3 latent frames
+    item = LatentDataset(paths.cache("train"))[0]
+    assert tuple(item["latents"].shape) == (4, 3, profile.height // 2, profile.width // 2)
+    assert len(report.prompts) == 1
+    frames, _, _ = read_video(report.videos[0])
+    assert frames.shape == (profile.frames, profile.height, profile.width, 3)
+    assert not (tmp_path / "root" / "models" / "checkpoints" / "aiprod-tiny.safetensors").exists()
 
 
 def test_prompts_the_text_encoder_would_cut_stop_an_enforced_run(

@@ -1,5 +1,6 @@
-"""Named model presets: ``tiny`` for tests and the demo, ``small`` for GPU checks and
-benchmarks, ``aiprod-19b`` for production (built on the meta device only in tests)."""
+"""Named model presets: ``tiny`` for tests and the demo, ``tiny-x2`` for the demo's long
+profile, ``small`` for GPU checks and benchmarks, ``aiprod-19b`` for production (built on
+the meta device only in tests)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,30 @@ TINY = ModelConfig(
     generation=GenerationDefaults(width=32, height=32, frames=9, fps=8),
 )
 
+# The demo's long profile: latents at half the clip's size (one VAE stage, 4 channels) keep
+# the edges that tell a circle from a square, which the tiny VAE's x4 latents round off;
+# 4x4 patches keep the token count of ``tiny`` (4 x 4 tokens per latent frame of a 32 x 32
+# clip) and a width of 128 gives each token the 64 values it paints. Its transformer needs
+# more than 4 times the default demo's training to paint the named shapes
+# (docs/PERFORMANCE.md, "What the shape costs").
+TINY_X2 = TINY.model_copy(
+    update={
+        "preset": "tiny-x2",
+        "transformer": TINY.transformer.model_copy(
+            update={
+                "in_channels": 4,
+                "patch_size": (1, 4, 4),
+                "hidden_dim": 128,
+                "latent_scale": (2, 2),
+            }
+        ),
+        "vae": TINY.vae.model_copy(
+            update={"latent_channels": 4, "channel_multipliers": (1,), "spatial_compression": 2}
+        ),
+        "upsampler": TINY.upsampler.model_copy(update={"latent_channels": 4}),
+    }
+)
+
 SMALL = ModelConfig(
     preset="small",
     transformer=TransformerConfig(
@@ -117,7 +142,7 @@ AIPROD_19B = ModelConfig(
     generation=GenerationDefaults(width=768, height=512, frames=121, fps=24),
 )
 
-PRESETS: dict[str, ModelConfig] = {c.preset: c for c in (TINY, SMALL, AIPROD_19B)}
+PRESETS: dict[str, ModelConfig] = {c.preset: c for c in (TINY, TINY_X2, SMALL, AIPROD_19B)}
 
 
 def get_preset(name: str) -> ModelConfig:

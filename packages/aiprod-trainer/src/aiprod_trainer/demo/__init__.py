@@ -13,11 +13,12 @@ from __future__ import annotations
 from aiprod_trainer.demo.evidence import ColorCheck, LossCheck, color_check, loss_check
 from aiprod_trainer.demo.report import DemoReport, StageRecord
 from aiprod_trainer.demo.runner import DemoPaths, run_demo
-from aiprod_trainer.demo.settings import FULL, PROFILES, QUICK, DemoProfile
+from aiprod_trainer.demo.settings import FULL, LONG, PROFILES, QUICK, DemoProfile
 from aiprod_trainer.demo.stages import DemoError
 
 __all__ = [
     "FULL",
+    "LONG",
     "PROFILES",
     "QUICK",
     "ColorCheck",

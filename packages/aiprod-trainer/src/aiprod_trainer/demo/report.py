@@ -216,7 +216,8 @@ class DemoReport:
             lines.append(f"  {self.paths['report']} (report)")
         if "model" in self.paths:
             lines.append(
-                f"  {self.paths['model']} (model; try: aiprod-generate --model aiprod-tiny ...)"
+                f"  {self.paths['model']} (model; try: aiprod-generate --model "
+                f"{self.profile.registry_name} ...)"
             )
         lines += [f"warning: {warning}" for warning in self.warnings]
         lines.append("")

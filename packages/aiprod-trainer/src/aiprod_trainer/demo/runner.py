@@ -6,8 +6,8 @@
 Stages: ``data`` (synthetic clips, train/val split), ``vae`` (train the VAE), ``latents``
 (encode the clips and captions, at full and at half size), ``dit`` (train the transformer),
 ``upsampler`` (train the x2 latent upsampler on the pairs; its decoded PSNR against
-nearest-neighbour upsampling), ``export`` (the bundle to the registry's path for
-``aiprod-tiny``), ``evaluate`` (held-out loss, untrained against
+nearest-neighbour upsampling), ``export`` (the bundle to the registry's path for the
+profile's model, ``aiprod-tiny`` by default), ``evaluate`` (held-out loss, untrained against
 trained; the normalised latents' statistics; what the transformer reads from each part of
 a prompt), ``condition`` (image-to-video on held-out
 clips against text-only generation), ``generate`` (the prompts and the caption combinations
@@ -43,8 +43,7 @@ from aiprod_trainer.demo.evidence import loss_check
 from aiprod_trainer.demo.fidelity import prompt_check
 from aiprod_trainer.demo.report import DemoReport, StageRecord
 from aiprod_trainer.demo.settings import (
-    PRESET,
-    REGISTRY_NAME,
+    FULL,
     DemoProfile,
     dit_config,
     upsampler_config,
@@ -56,12 +55,12 @@ from aiprod_trainer.training.trainer import FINAL_MODEL, FitResult
 STAMP = "demo.json"
 TITLES = {
     "data": "Synthetic data: coloured shapes moving over a background, with captions",
-    "vae": "VAE training (tiny preset): clips -> latents -> clips",
+    "vae": "VAE training: clips -> latents -> clips",
     "latents": "Latents: encoding clips with the trained VAE, captions with the text encoder",
     "dit": "Transformer training: flow matching on the latents, prompts dropped at random, "
     "first and last frames kept clean at random",
     "upsampler": "Upsampler training: x2 latent upsampling on half- and full-size latent pairs",
-    "export": f"Export: the trained model to the registry's {REGISTRY_NAME} path",
+    "export": "Export: the trained model to its path in the model registry",
     "evaluate": "Evaluation: held-out loss of the untrained and the trained transformer, "
     "statistics of the normalised latents, what the transformer reads from each prompt word",
     "condition": "Image to video: held-out clips generated from their first frame and without it",
@@ -80,12 +79,17 @@ class DemoPaths:
 
     @classmethod
     def from_config(
-        cls, config: AiprodConfig, output: Path | None = None, work: Path | None = None
+        cls,
+        config: AiprodConfig,
+        output: Path | None = None,
+        work: Path | None = None,
+        profile: DemoProfile = FULL,
     ) -> DemoPaths:
-        """Defaults: ``<paths.outputs>/demo`` and its ``work`` subfolder."""
-        output = (output or config.resolve(config.paths.outputs) / "demo").resolve()
+        """Defaults: ``<paths.outputs>/<profile.output_folder>`` and its ``work`` subfolder;
+        the model goes to the registry's path for ``profile.registry_name``."""
+        output = (output or config.resolve(config.paths.outputs) / profile.output_folder).resolve()
         work = (work or output / "work").resolve()
-        return cls(output, work, config.model_file(REGISTRY_NAME))
+        return cls(output, work, config.model_file(profile.registry_name))
 
     @property
     def dataset(self) -> Path:
@@ -192,7 +196,7 @@ def run_demo(
     """
     started = time.perf_counter()
     console = Console(stream)
-    truncated = stages.prompt_truncations(get_preset(PRESET), profile.prompts)
+    truncated = stages.prompt_truncations(get_preset(profile.preset), profile.prompts)
     if truncated and profile.enforce_evidence:
         raise DemoError("the colour check cannot pass: " + "; ".join(truncated))
     prepare_work(paths, profile, retrain)
@@ -288,10 +292,10 @@ def run_demo(
                 record.status = "reused"
             else:
                 record.details["sha256"] = stages.export_model(upsampler_model, paths.model)
-            console.note(f"{REGISTRY_NAME}: {paths.model}")
+            console.note(f"{profile.registry_name}: {paths.model}")
 
         with stage("evaluate") as record:
-            model = load_model(REGISTRY_NAME, config=config, device="cpu").model
+            model = load_model(profile.registry_name, config=config, device="cpu").model
             untrained = stages.flow_loss(stages.load_bundle(vae_model), paths.cache("val"))
             report.loss = loss_check(untrained, stages.flow_loss(model, paths.cache("val")))
             training = stages.training_latents(paths.cache("train"))
