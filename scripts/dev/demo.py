@@ -16,7 +16,7 @@ the held-out loss of the trained transformer is at least 30 % below the untraine
 the normalised latents' statistics, image-to-video conditioning and the trained upsampler
 meet their thresholds; and the generated videos show the colours and the motion their
 prompts name. The shape check is reported as a target; ``--long`` trains the ``tiny-x2``
-preset 8 times longer (about 50 minutes on 2 CPU cores, registered as ``aiprod-tiny-x2``)
+preset 8 times longer (about 45 minutes on 2 CPU cores, registered as ``aiprod-tiny-x2``)
 and enforces it too.
 
 A second run reuses the dataset, the latents and the trained checkpoints from the work
@@ -27,7 +27,7 @@ Examples:
     nox -s demo
     nox -s demo -- --retrain
     nox -s demo -- --threads 1        # a fixed CPU thread count (default: auto)
-    nox -s demo -- --long             # the shape target enforced (about 50 minutes)
+    nox -s demo -- --long             # the shape target enforced (about 45 minutes)
     uv run scripts/dev/demo.py --quick --output /tmp/demo --json
 """
 
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument(
         "--long",
         action="store_true",
-        help="the tiny-x2 preset with 8 times the transformer training (about 50 minutes on "
+        help="the tiny-x2 preset with 8 times the transformer training (about 45 minutes on "
         "2 CPU cores): the shape check is enforced too; registers aiprod-tiny-x2 "
         "(default output: <outputs>/demo-long)",
     )

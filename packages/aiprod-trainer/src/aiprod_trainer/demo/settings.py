@@ -8,7 +8,7 @@ directory keeps the config it was started with as ``config.json``.
 
 The ``full`` profile is sized to finish within 10 minutes on 2 CPU cores while leaving the
 evidence checks a wide margin, and reports the shape check as a target; ``long`` trains
-the ``tiny-x2`` preset's transformer 8 times longer (about 50 minutes on 2 CPU cores) and
+the ``tiny-x2`` preset's transformer 8 times longer (about 45 minutes on 2 CPU cores) and
 enforces the shape check too; ``quick`` runs in seconds for tests and does not enforce
 the evidence thresholds. Each profile registers its model under its own name
 (``aiprod-tiny``, ``aiprod-tiny-x2``) and writes to its own output folder.
