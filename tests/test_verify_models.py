@@ -86,15 +86,20 @@ def test_reports_ok_unverified_and_missing(
     lines = out.splitlines()
     big = model_path(config_dir, "aiprod-19b")
     assert lines[0] == (
-        f"aiprod-19b    {big}  missing: no file there; to obtain it: copy the "
+        f"aiprod-19b      {big}  missing: no file there; to obtain it: copy the "
         "released aiprod-19b.safetensors into models/pretrained/"
     )
     assert lines[1] == (
-        f"aiprod-small  {small}  unverified: no digest known (not pinned, no sidecar)"
+        f"aiprod-small    {small}  unverified: no digest known (not pinned, no sidecar)"
     )
-    assert lines[2] == f"aiprod-tiny   {tiny}  ok: matches aiprod-tiny.safetensors.sha256"
-    assert lines[3] == "3 model(s): 1 missing, 1 unverified, 1 ok"
-    assert "verify_models --pin" in lines[4]
+    assert lines[2] == f"aiprod-tiny     {tiny}  ok: matches aiprod-tiny.safetensors.sha256"
+    x2 = model_path(config_dir, "aiprod-tiny-x2")
+    assert lines[3] == (
+        f"aiprod-tiny-x2  {x2}  missing: no file there; to obtain it: train it with "
+        "`nox -s demo -- --long` (about 45 minutes on 2 CPU cores)"
+    )
+    assert lines[4] == "4 model(s): 2 missing, 1 unverified, 1 ok"
+    assert "verify_models --pin" in lines[5]
 
     code, found = statuses(verify_models, config_dir, capsys)
     assert code == 0
@@ -102,6 +107,7 @@ def test_reports_ok_unverified_and_missing(
         "aiprod-19b": "missing",
         "aiprod-small": "unverified",
         "aiprod-tiny": "ok",
+        "aiprod-tiny-x2": "missing",
     }
     assert found["aiprod-tiny"]["sha256"] == file_sha256(tiny)
     assert found["aiprod-small"]["sha256"] == file_sha256(small)
@@ -215,11 +221,14 @@ def test_pin_writes_the_digests_and_nothing_else(
     assert code == 0
     assert "ok: matches aiprod-tiny.safetensors.sha256; pinned in AIPROD.json" in out
     assert "unverified: no digest known (not pinned, no sidecar); pinned in AIPROD.json" in out
-    # The file lists aiprod-tiny, aiprod-small, then the missing aiprod-19b (left null).
+    # The file lists aiprod-tiny, the missing aiprod-tiny-x2 (left null), aiprod-small, then
+    # the missing aiprod-19b (left null).
     expected = before.replace('"sha256": null', f'"sha256": "{file_sha256(tiny)}"', 1)
-    expected = expected.replace('"sha256": null', f'"sha256": "{file_sha256(small)}"', 1)
+    head, x2_null, rest = expected.partition('"sha256": null')
+    small_pinned = f'"sha256": "{file_sha256(small)}"'
+    expected = head + x2_null + rest.replace('"sha256": null', small_pinned, 1)
     assert base.read_text() == expected
-    assert expected.count('"sha256": null') == 1
+    assert expected.count('"sha256": null') == 2
     assert not list(config_dir.glob(".*.tmp"))
 
     config = load_config(config_dir, env="development", environ={})
@@ -319,7 +328,7 @@ def test_bad_arguments_and_configuration_exit_2(
     assert code == 2
     assert err == (
         "error: not in the registry (the 'models' section of the configuration): nope; known "
-        "models: aiprod-19b, aiprod-small, aiprod-tiny\n"
+        "models: aiprod-19b, aiprod-small, aiprod-tiny, aiprod-tiny-x2\n"
     )
     (config_dir / "AIPROD.json").write_text("{")
     code, _, err = run(verify_models, config_dir, capsys)

@@ -144,7 +144,7 @@ def test_model_source_must_be_exactly_one(tmp_path: Path) -> None:
     )
     unknown = with_changes(model={"preset": "huge"})
     assert error_of(tmp_path, unknown, check_paths=False) == (
-        f"{path}: model: unknown preset 'huge'; expected one of: tiny, small, aiprod-19b"
+        f"{path}: model: unknown preset 'huge'; expected one of: tiny, tiny-x2, small, aiprod-19b"
     )
 
 
